@@ -1,0 +1,79 @@
+// Thin RAII layer over the HDF5 C API: files, groups, whole-array datasets, attributes and
+// dimension scales. Every failure throws std::runtime_error naming the file and object.
+#pragma once
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace moedmft::h5 {
+
+// Owns one hid_t and closes it with the matching H5*close.
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(hid_t id);
+  ~Handle();
+  Handle(Handle&& o) noexcept;
+  Handle& operator=(Handle&& o) noexcept;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  hid_t id() const { return id_; }
+  operator hid_t() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+
+ private:
+  hid_t id_ = -1;
+};
+
+enum class Mode { read, read_write, truncate };
+
+class File {
+ public:
+  File(const std::string& path, Mode mode);
+  hid_t id() const { return handle_.id(); }
+  operator hid_t() const { return handle_.id(); }
+  const std::string& path() const { return path_; }
+  void flush();
+
+ private:
+  std::string path_;
+  Handle handle_;
+};
+
+// Paths are '/'-separated relative to loc; intermediate groups are created on write.
+bool exists(hid_t loc, const std::string& path);
+Handle open_or_create_group(hid_t loc, const std::string& path);
+void remove(hid_t loc, const std::string& path);  // no-op if absent
+
+// Whole-array datasets in row-major (C) order. Writing replaces an existing dataset.
+void write(hid_t loc, const std::string& path, const double* data, const std::vector<hsize_t>& dims);
+void write(hid_t loc, const std::string& path, const float* data, const std::vector<hsize_t>& dims);
+void write(hid_t loc, const std::string& path, const int64_t* data, const std::vector<hsize_t>& dims);
+void write(hid_t loc, const std::string& path, const uint8_t* data, const std::vector<hsize_t>& dims);
+void write_strings(hid_t loc, const std::string& path, const std::vector<std::string>& values);
+
+std::vector<hsize_t> dims_of(hid_t loc, const std::string& path);
+// Reads converting from the stored numeric type.
+std::vector<double> read_double(hid_t loc, const std::string& path, std::vector<hsize_t>* dims = nullptr);
+std::vector<float> read_float(hid_t loc, const std::string& path, std::vector<hsize_t>* dims = nullptr);
+std::vector<int64_t> read_int64(hid_t loc, const std::string& path, std::vector<hsize_t>* dims = nullptr);
+std::vector<std::string> read_strings(hid_t loc, const std::string& path);
+bool is_integer_dataset(hid_t loc, const std::string& path);
+
+// Attributes on the object at `path` ("." or "/" for loc itself). Writing replaces.
+void write_attr(hid_t loc, const std::string& path, const std::string& name, const std::string& value);
+void write_attr(hid_t loc, const std::string& path, const std::string& name, double value);
+void write_attr(hid_t loc, const std::string& path, const std::string& name, int64_t value);
+bool has_attr(hid_t loc, const std::string& path, const std::string& name);
+std::string read_attr_string(hid_t loc, const std::string& path, const std::string& name);
+double read_attr_double(hid_t loc, const std::string& path, const std::string& name);
+int64_t read_attr_int64(hid_t loc, const std::string& path, const std::string& name);
+
+// Dimension scales (HDF5 high-level DS API): make `scale_path` a scale named `dim_name`
+// and attach it to dimension `axis` of `dataset_path`.
+void make_scale(hid_t loc, const std::string& scale_path, const std::string& dim_name);
+void attach_scale(hid_t loc, const std::string& dataset_path, const std::string& scale_path, unsigned axis);
+
+}  // namespace moedmft::h5

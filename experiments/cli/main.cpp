@@ -1,0 +1,128 @@
+// moedmft command line: a thin layer over the experiment drivers.
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "data/dataset.hpp"
+#include "experiments/recorder.hpp"
+#include "experiments/run_config.hpp"
+#include "experiments/trainer.hpp"
+#include "models/checkpoint.hpp"
+#include "moedmft_version.hpp"
+
+using namespace moedmft;
+
+namespace {
+
+struct TrainArgs {
+  std::string config;
+  std::vector<std::string> sets;
+  std::string output, init_from, init_group, data, save_data;
+  bool quiet = false;
+};
+
+std::string command_line(int argc, char** argv) {
+  std::ostringstream s;
+  for (int i = 0; i < argc; ++i) s << (i ? " " : "") << argv[i];
+  return s.str();
+}
+
+template <class T>
+int run_training(RunConfig& cfg, const TrainArgs& args, const std::string& cmdline) {
+  RunData data = prepare_data(cfg, args.sets);
+  if (!args.save_data.empty()) save_hdf5_dataset(args.save_data, data.train);
+  ParamTable table;
+  const ResolvedParam resolved = resolve_run_param(cfg, &table);
+  MoeNetwork<T> net(cfg.shape, cfg.model, resolved);
+  if (cfg.train.init_from.empty())
+    net.initialize(cfg.seed);
+  else
+    load_weights_file(cfg.train.init_from, net, cfg.train.init_group);
+  const MoeNetwork<T> initial = net;
+
+  const Shape& s = cfg.shape;
+  if (!args.quiet) {
+    std::cerr << "moedmft train: N=" << s.N << " Ne=" << s.Ne << " M=" << s.M << " K=" << s.K << " L=" << s.L
+              << " D=" << s.D << " C=" << s.C << ", " << to_string(cfg.optim.kind) << ", " << to_string(cfg.precision)
+              << ", seed " << cfg.seed << "\n  data: " << data.train.description << "\n"
+              << format_resolved(resolved);
+  }
+  const bool tty = isatty(fileno(stderr));
+  ProgressFn progress;
+  if (!args.quiet)
+    progress = [tty](const Progress& p) {
+      std::fprintf(stderr, "%sstep %ld/%ld  loss %.6e  %.1f steps/s%s", tty ? "\r" : "", p.step, p.total, p.loss,
+                   p.steps_per_second, tty ? "   " : "\n");
+      if (tty && p.step == p.total) std::fputc('\n', stderr);
+    };
+  const RunOutcome outcome = train_run(cfg, data, net, progress);
+  RunRecord record{&cfg, &table, &resolved, &outcome, data.train.description, cmdline};
+  write_run_file(cfg.output, record, initial, net);
+  if (outcome.diverged)
+    std::cerr << "moedmft train: loss became non-finite at step " << outcome.diverged_at
+              << " (recorded as NaN; the run is marked diverged)\n";
+  std::cout << cfg.output << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"moedmft: hyperparameter scaling of Mixture-of-Experts networks (simulator, DMFT, scaling calculus)"};
+  app.set_version_flag("--version", std::string(MOEDMFT_VERSION));
+  app.require_subcommand(1);
+
+  TrainArgs targs;
+  CLI::App* train = app.add_subcommand("train", "train one MoE network and write an HDF5 run file");
+  train->add_option("--config,-c", targs.config, "TOML run configuration (omit for built-in defaults)");
+  train->add_option("--set,-s", targs.sets, "override a config key, e.g. --set model.N=256 (repeatable)");
+  train->add_option("--output,-o", targs.output, "output HDF5 file (overrides the config's output)");
+  train->add_option("--init-from", targs.init_from, "start from the weights in this HDF5 file");
+  train->add_option("--init-group", targs.init_group, "group inside --init-from (default: /, weights_init, weights)");
+  train->add_option("--data", targs.data, "train on this dataset file (HDF5, MNIST IDX or CIFAR-10 binary)");
+  train->add_option("--save-data", targs.save_data, "also write the training set to this HDF5 file");
+  train->add_flag("--quiet,-q", targs.quiet, "no progress output");
+
+  std::string show_name;
+  CLI::App* params = app.add_subcommand("params", "list the built-in parameterizations, or print one as TOML");
+  params->add_option("name", show_name, "built-in name or TOML file to print");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (*params) {
+      if (show_name.empty()) {
+        for (const auto& n : builtin_param_names()) std::cout << n << "  " << builtin_param_table(n).description << "\n";
+      } else {
+        std::cout << param_table_to_toml(load_param_table(show_name));
+      }
+      return 0;
+    }
+    std::vector<std::string> sets = targs.sets;
+    if (!targs.output.empty()) sets.push_back("output=\"" + targs.output + "\"");
+    if (!targs.init_from.empty()) sets.push_back("train.init_from=\"" + targs.init_from + "\"");
+    if (!targs.init_group.empty()) sets.push_back("train.init_group=\"" + targs.init_group + "\"");
+    if (!targs.data.empty()) {
+      sets.push_back("data.source=\"file\"");
+      sets.push_back("data.path=\"" + targs.data + "\"");
+    }
+    targs.sets = sets;
+    RunConfig cfg = load_run_config(targs.config, sets);
+    const std::string cmdline = command_line(argc, argv);
+    return cfg.precision == Precision::float32 ? run_training<float>(cfg, targs, cmdline)
+                                               : run_training<double>(cfg, targs, cmdline);
+  } catch (const ConfigError& e) {
+    std::cerr << "moedmft: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "moedmft: " << e.what() << "\n";
+    return 1;
+  }
+}

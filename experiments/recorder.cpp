@@ -1,0 +1,122 @@
+#include "experiments/recorder.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+#include "data/h5/h5.hpp"
+#include "models/checkpoint.hpp"
+#include "moedmft_version.hpp"
+
+namespace moedmft {
+
+void write_param_table(int64_t loc, const std::string& group, const ParamTable& table, const ResolvedParam& p) {
+  h5::open_or_create_group(loc, group);
+  h5::write_attr(loc, group, "name", table.name);
+  h5::write_attr(loc, group, "table_toml", param_table_to_toml(table));
+  h5::write_attr(loc, group, "gate_factor", p.gate_factor);
+  h5::write_attr(loc, group, "aggregation", p.aggregation);
+  h5::write_attr(loc, group, "residual_multiplier", p.residual_multiplier);
+  h5::write_attr(loc, group, "shared_experts", int64_t(p.shared_experts));
+  std::vector<std::string> names(kGroupNames.begin(), kGroupNames.end());
+  h5::write_strings(loc, group + "/group", names);
+  h5::make_scale(loc, group + "/group", "group");
+  const std::vector<hsize_t> dims = {hsize_t(kNumGroups)};
+  auto column = [&](const char* name, auto pick) {
+    std::vector<double> v(kNumGroups);
+    for (int g = 0; g < kNumGroups; ++g) v[g] = pick(p.groups[g]);
+    h5::write(loc, group + "/" + name, v.data(), dims);
+    h5::attach_scale(loc, group + "/" + name, group + "/group", 0);
+  };
+  column("init_std", [](const ResolvedGroup& r) { return r.init_std; });
+  column("multiplier", [](const ResolvedGroup& r) { return r.multiplier; });
+  column("lr", [](const ResolvedGroup& r) { return r.lr; });
+  column("eps", [](const ResolvedGroup& r) { return r.eps; });
+  column("weight_decay", [](const ResolvedGroup& r) { return r.weight_decay; });
+  column("zero_init", [](const ResolvedGroup& r) { return double(r.zero_init); });
+}
+
+std::string format_resolved(const ResolvedParam& p) {
+  std::ostringstream s;
+  s << "parameterization " << p.name << ": gate_factor " << p.gate_factor << ", aggregation " << p.aggregation
+    << ", residual " << p.residual_multiplier << (p.shared_experts ? ", shared initial experts" : "") << "\n";
+  s << "  group      init_std   multiplier  lr          eps         weight_decay\n";
+  for (int g = 0; g < kNumGroups; ++g) {
+    const ResolvedGroup& r = p.groups[g];
+    s << "  " << std::left << std::setw(9) << kGroupNames[g] << std::right << std::scientific << std::setprecision(3)
+      << std::setw(11) << (r.zero_init ? 0.0 : r.init_std) << std::setw(11) << r.multiplier << std::setw(12) << r.lr
+      << std::setw(12) << r.eps << std::setw(12) << r.weight_decay << (r.zero_init ? "  zero-init" : "") << "\n";
+  }
+  return s.str();
+}
+
+template <class T>
+void write_run_file(const std::string& path, const RunRecord& rec, const MoeNetwork<T>& initial,
+                    const MoeNetwork<T>& final_net) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  if (target.has_parent_path()) fs::create_directories(target.parent_path());
+  const std::string partial = path + ".partial";
+  {
+    h5::File f(partial, h5::Mode::truncate);
+    const RunConfig& cfg = *rec.config;
+    const RunOutcome& out = *rec.outcome;
+    h5::write_attr(f, "/", "moedmft_version", std::string(MOEDMFT_VERSION));
+    h5::write_attr(f, "/", "kind", std::string("train"));
+    h5::write_attr(f, "/", "seed", int64_t(cfg.seed));
+    h5::write_attr(f, "/", "precision", std::string(to_string(cfg.precision)));
+    h5::write_attr(f, "/", "config_toml", cfg.resolved_toml);
+    h5::write_attr(f, "/", "command_line", rec.command_line);
+    h5::write_attr(f, "/", "data_description", rec.data_description);
+    h5::write_attr(f, "/", "loss_convention",
+                   std::string(cfg.model.loss == LossKind::mse ? "mse: mean over batch and outputs of (f - y)^2"
+                                                               : "cross_entropy: mean over the batch"));
+    h5::write_attr(f, "/", "diverged", int64_t(out.diverged));
+    h5::write_attr(f, "/", "diverged_at", int64_t(out.diverged_at));
+    h5::write_attr(f, "/", "wall_seconds", out.seconds);
+
+    write_param_table(f.id(), "/param", *rec.table, *rec.resolved);
+
+    // Per-step metrics on a "step" axis (steps are 0-based update indices).
+    const hsize_t steps = out.train_loss.size();
+    std::vector<int64_t> step_axis(steps);
+    for (hsize_t i = 0; i < steps; ++i) step_axis[i] = int64_t(i);
+    h5::write(f, "/metrics/step", step_axis.data(), {steps});
+    h5::make_scale(f, "/metrics/step", "step");
+    h5::write(f, "/metrics/train_loss", out.train_loss.data(), {steps});
+    h5::attach_scale(f, "/metrics/train_loss", "/metrics/step", 0);
+    if (!out.train_accuracy.empty()) {
+      h5::write(f, "/metrics/train_accuracy", out.train_accuracy.data(), {steps});
+      h5::attach_scale(f, "/metrics/train_accuracy", "/metrics/step", 0);
+    }
+
+    // Diagnostics: a [diag_step, metric] matrix with named metric coordinates.
+    if (!out.diag_steps.empty()) {
+      const hsize_t rows = out.diag_steps.size(), cols = out.diag_names.size();
+      std::vector<int64_t> diag_axis(out.diag_steps.begin(), out.diag_steps.end());
+      std::vector<double> values(rows * cols);
+      for (hsize_t r = 0; r < rows; ++r)
+        for (hsize_t c = 0; c < cols; ++c) values[r * cols + c] = out.diag_values[r][c];
+      h5::write(f, "/diagnostics/diag_step", diag_axis.data(), {rows});
+      h5::make_scale(f, "/diagnostics/diag_step", "diag_step");
+      h5::write_strings(f, "/diagnostics/metric", out.diag_names);
+      h5::make_scale(f, "/diagnostics/metric", "metric");
+      h5::write(f, "/diagnostics/values", values.data(), {rows, cols});
+      h5::attach_scale(f, "/diagnostics/values", "/diagnostics/diag_step", 0);
+      h5::attach_scale(f, "/diagnostics/values", "/diagnostics/metric", 1);
+      for (const auto& [name, series] : {std::pair{"val_loss", &out.val_loss}, std::pair{"val_accuracy", &out.val_accuracy}}) {
+        h5::write(f, std::string("/diagnostics/") + name, series->data(), {rows});
+        h5::attach_scale(f, std::string("/diagnostics/") + name, "/diagnostics/diag_step", 0);
+      }
+    }
+    save_weights(f.id(), "/weights_init", initial);
+    save_weights(f.id(), "/weights", final_net);
+  }
+  fs::rename(partial, target);
+}
+
+template void write_run_file<float>(const std::string&, const RunRecord&, const MoeNetwork<float>&, const MoeNetwork<float>&);
+template void write_run_file<double>(const std::string&, const RunRecord&, const MoeNetwork<double>&, const MoeNetwork<double>&);
+
+}  // namespace moedmft

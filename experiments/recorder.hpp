@@ -1,0 +1,33 @@
+// Writes one training run into one self-describing HDF5 file (layout in docs/output_format.md).
+#pragma once
+#include <string>
+
+#include "experiments/run_config.hpp"
+#include "experiments/trainer.hpp"
+#include "models/network.hpp"
+#include "models/parameterization.hpp"
+
+namespace moedmft {
+
+struct RunRecord {
+  const RunConfig* config;
+  const ParamTable* table;
+  const ResolvedParam* resolved;
+  const RunOutcome* outcome;
+  std::string data_description;
+  std::string command_line;
+};
+
+// Written to "<path>.partial" then renamed, so a killed run never leaves a truncated file
+// under the final name.
+template <class T>
+void write_run_file(const std::string& path, const RunRecord& record, const MoeNetwork<T>& initial,
+                    const MoeNetwork<T>& final_net);
+
+// Writes the resolved parameterization (table TOML + per-group values) under `group`.
+void write_param_table(int64_t loc, const std::string& group, const ParamTable& table, const ResolvedParam& resolved);
+
+// Human-readable table of the resolved per-group values.
+std::string format_resolved(const ResolvedParam& p);
+
+}  // namespace moedmft

@@ -1,0 +1,65 @@
+// A training run's configuration: TOML file plus --set overrides, validated strictly
+// (unknown keys and out-of-range values are one-line errors naming the field).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/dataset.hpp"
+#include "models/optimizer.hpp"
+#include "models/parameterization.hpp"
+#include "models/types.hpp"
+
+namespace moedmft {
+
+enum class Protocol { online, full_batch };
+enum class Precision { float32, float64 };
+
+struct DataConfig {
+  std::string source = "teacher";  // teacher | file
+  std::string path;                // for source = file
+  int max_points = -1;             // cap on loaded points (-1: all)
+  int val_points = 0;              // file source: hold out the last val_points as validation
+  bool standardize = false;        // z-score inputs with training statistics
+  TeacherConfig teacher;
+};
+
+struct TrainConfig {
+  int steps = 100;
+  int batch_size = 64;
+  Protocol protocol = Protocol::online;
+  int diag_every = 10;   // 0 disables diagnostics
+  int probe_size = 64;   // points of the fixed diagnostics probe batch
+  int log_every = 10;
+  std::string init_from;  // HDF5 weights to start from
+  std::string init_group; // group inside init_from ("" = auto)
+};
+
+struct RunConfig {
+  uint64_t seed = 1;
+  Precision precision = Precision::float64;
+  std::string output = "results/run.h5";
+  Shape shape;
+  ModelOptions model;
+  std::string param_table = "mup-I-sgd";
+  ResolveInputs resolve;  // base lr/eps/wd, knobs, overrides (adam_like set from optim.kind)
+  OptimizerConfig optim;
+  TrainConfig train;
+  DataConfig data;
+
+  std::string resolved_toml;  // the fully resolved configuration, recorded in outputs
+};
+
+// Parses a TOML document (may be empty) and applies "dotted.key=value" overrides; the value is
+// read as a TOML value, falling back to a plain string. Throws ConfigError.
+RunConfig parse_run_config(const std::string& toml_text, const std::vector<std::string>& overrides,
+                           const std::string& origin = "config");
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// The parameterization table the run names, resolved for its shape.
+ResolvedParam resolve_run_param(const RunConfig& cfg, ParamTable* table_out = nullptr);
+
+const char* to_string(Protocol p);
+const char* to_string(Precision p);
+
+}  // namespace moedmft

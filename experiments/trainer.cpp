@@ -1,0 +1,153 @@
+#include "experiments/trainer.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "models/checkpoint.hpp"
+#include "models/diagnostics.hpp"
+#include "models/optimizer.hpp"
+
+namespace moedmft {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::vector<int> label_slice(const std::vector<int>& labels, int begin, int count) {
+  if (labels.empty()) return {};
+  return std::vector<int>(labels.begin() + begin, labels.begin() + begin + count);
+}
+
+}  // namespace
+
+RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides) {
+  RunData d;
+  if (cfg.data.source == "teacher") {
+    TrainValSplit split = make_teacher_dataset(cfg.data.teacher);
+    d.train = std::move(split.train);
+    d.val = std::move(split.val);
+  } else {
+    Dataset all = load_dataset_file(cfg.data.path, cfg.data.max_points);
+    const int n_val = cfg.data.val_points;
+    if (n_val >= all.size())
+      throw ConfigError("data.val_points: " + std::to_string(n_val) + " leaves no training points (file has " +
+                        std::to_string(all.size()) + ")");
+    d.train = all.rows(0, all.size() - n_val);
+    if (n_val > 0) d.val = all.rows(all.size() - n_val, n_val);
+    if (cfg.shape.D != d.train.input_dim() || cfg.shape.C != d.train.output_dim()) {
+      // The file decides D and C: re-resolve so the recorded config says what ran.
+      std::vector<std::string> with_dims = overrides;
+      with_dims.push_back("model.D=" + std::to_string(d.train.input_dim()));
+      with_dims.push_back("model.C=" + std::to_string(d.train.output_dim()));
+      const std::string text = cfg.resolved_toml;
+      cfg = parse_run_config(text, with_dims, "resolved config");
+    }
+  }
+  if (cfg.data.standardize) {
+    const Dataset stats = d.train;
+    standardize_inputs(d.train, stats);
+    if (d.val.size() > 0) standardize_inputs(d.val, stats);
+  }
+  d.train.validate();
+  if (cfg.train.protocol == Protocol::online && long(cfg.train.steps) * cfg.train.batch_size > d.train.size())
+    throw ConfigError("train.steps: the online protocol makes one pass, so steps * batch_size must be <= " +
+                      std::to_string(d.train.size()) + " training points");
+  return d;
+}
+
+template <class T>
+double accuracy(const Mat<T>& f, const Mat<T>& y, const std::vector<int>& labels) {
+  long correct = 0;
+  for (Eigen::Index t = 0; t < f.rows(); ++t) {
+    if (f.cols() == 1) {
+      correct += (f(t, 0) > T(0)) == (y(t, 0) > T(0));
+    } else {
+      Eigen::Index best;
+      f.row(t).maxCoeff(&best);
+      Eigen::Index truth = 0;
+      if (labels.empty())
+        y.row(t).maxCoeff(&truth);
+      else
+        truth = labels[t];
+      correct += best == truth;
+    }
+  }
+  return f.rows() ? double(correct) / f.rows() : kNaN;
+}
+
+template <class T>
+RunOutcome train_run(const RunConfig& cfg, const RunData& data, MoeNetwork<T>& net, const ProgressFn& progress) {
+  RunOutcome out;
+  const bool classification = data.train.num_classes > 0;
+  const int B = cfg.train.protocol == Protocol::full_batch ? data.train.size() : cfg.train.batch_size;
+  const Mat<T> x_all = data.train.x.template cast<T>(), y_all = data.train.y.template cast<T>();
+  const Mat<T> x_val = data.val.x.template cast<T>(), y_val = data.val.y.template cast<T>();
+
+  // The probe is a fixed slice of the training set, so coordinate checks see the same inputs.
+  const int probe = std::min(cfg.train.probe_size, data.train.size());
+  std::unique_ptr<DiagnosticsProbe<T>> diag;
+  if (cfg.train.diag_every > 0) {
+    diag = std::make_unique<DiagnosticsProbe<T>>(net, x_all.topRows(probe), y_all.topRows(probe),
+                                                 label_slice(data.train.labels, 0, probe));
+    out.diag_names = diag->names();
+  }
+  Optimizer<T> opt(cfg.optim, net.param());
+  const double bias_rate = net.param()[Group::bias].lr;
+  const bool balance = net.options().selection == Selection::biased_sigmoid;
+  std::vector<Vec<T>> grads;
+  ForwardCache<T> cache;
+  Mat<T> df;
+
+  auto measure = [&](long step) {
+    if (!diag) return;
+    out.diag_steps.push_back(step);
+    out.diag_values.push_back(diag->measure(net, step > 0 ? &grads : nullptr));
+    double vl = kNaN, va = kNaN;
+    if (data.val.size() > 0 && !out.diverged) {
+      ForwardCache<T> vc;
+      net.forward(x_val, vc);
+      vl = net.loss(vc, y_val, data.val.labels, nullptr);
+      if (classification) va = accuracy(vc.f, y_val, data.val.labels);
+    }
+    out.val_loss.push_back(vl);
+    out.val_accuracy.push_back(va);
+  };
+
+  const auto start = std::chrono::steady_clock::now();
+  measure(0);
+  out.train_loss.assign(cfg.train.steps, kNaN);
+  if (classification) out.train_accuracy.assign(cfg.train.steps, kNaN);
+  for (long step = 0; step < cfg.train.steps; ++step) {
+    const int begin = cfg.train.protocol == Protocol::online ? int(step * B) : 0;
+    const std::vector<int> labels = label_slice(data.train.labels, begin, B);
+    net.forward(x_all.middleRows(begin, B), cache);
+    const double loss = net.loss(cache, y_all.middleRows(begin, B), labels, &df);
+    out.train_loss[step] = loss;
+    if (classification) out.train_accuracy[step] = accuracy(cache.f, Mat<T>(y_all.middleRows(begin, B)), labels);
+    if (!std::isfinite(loss)) {
+      // Divergence is data: keep the NaN/Inf, stop updating, leave the rest NaN.
+      out.diverged = true;
+      out.diverged_at = step;
+      break;
+    }
+    net.backward(cache, df, grads);
+    opt.step(net.params(), grads);
+    if (balance) net.update_router_bias(cache, bias_rate);
+    const long done = step + 1;
+    if (diag && (done % cfg.train.diag_every == 0 || done == cfg.train.steps)) measure(done);
+    if (progress && (done % cfg.train.log_every == 0 || done == cfg.train.steps)) {
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      progress({done, cfg.train.steps, loss, done / std::max(secs, 1e-9)});
+    }
+  }
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+template double accuracy<float>(const Mat<float>&, const Mat<float>&, const std::vector<int>&);
+template double accuracy<double>(const Mat<double>&, const Mat<double>&, const std::vector<int>&);
+template RunOutcome train_run<float>(const RunConfig&, const RunData&, MoeNetwork<float>&, const ProgressFn&);
+template RunOutcome train_run<double>(const RunConfig&, const RunData&, MoeNetwork<double>&, const ProgressFn&);
+
+}  // namespace moedmft

@@ -1,0 +1,48 @@
+// One training run: data preparation, the step loop (online or full-batch), divergence
+// handling and diagnostics at a fixed cadence. Reused by the CLI, the benchmarks and sweeps.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "data/dataset.hpp"
+#include "experiments/run_config.hpp"
+#include "models/network.hpp"
+
+namespace moedmft {
+
+struct RunData {
+  Dataset train;
+  Dataset val;  // may be empty
+};
+
+// Generates or loads the data the config names; for file data, fills cfg.shape.D / C
+// from the file (and re-resolves cfg.resolved_toml) when the config left them at the defaults.
+RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides);
+
+struct RunOutcome {
+  std::vector<double> train_loss;      // [steps] loss of the batch each step trained on
+  std::vector<double> train_accuracy;  // [steps] classification only
+  std::vector<long> diag_steps;        // updates taken when each diagnostics row was measured
+  std::vector<std::string> diag_names;
+  std::vector<std::vector<double>> diag_values;
+  std::vector<double> val_loss, val_accuracy;  // at diag_steps (NaN without validation data)
+  bool diverged = false;
+  long diverged_at = -1;  // first step whose loss was NaN/Inf
+  double seconds = 0;
+};
+
+struct Progress {
+  long step, total;
+  double loss, steps_per_second;
+};
+using ProgressFn = std::function<void(const Progress&)>;
+
+template <class T>
+RunOutcome train_run(const RunConfig& cfg, const RunData& data, MoeNetwork<T>& net, const ProgressFn& progress = {});
+
+// Fraction correct: C == 1 compares signs with +-1 targets, otherwise argmax against labels.
+template <class T>
+double accuracy(const Mat<T>& f, const Mat<T>& y, const std::vector<int>& labels);
+
+}  // namespace moedmft

@@ -1,0 +1,499 @@
+#include "models/network.hpp"
+
+#include <unsupported/Eigen/SpecialFunctions>
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "models/random.hpp"
+
+namespace moedmft {
+
+// ---------------------------------------------------------------------------------------------
+// Activations
+
+namespace {
+
+// Splits an elementwise map over threads in contiguous chunks (rows of a row-major matrix
+// are contiguous, so any split is cache friendly); small inputs stay on one thread.
+template <class T, class Fn>
+void parallel_elementwise(const Mat<T>& in, Mat<T>& out, Fn fn) {
+  out.resize(in.rows(), in.cols());
+  const Eigen::Index n = in.size();
+  constexpr Eigen::Index kChunk = 1 << 14;
+  const Eigen::Index chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (chunks > 1 && !omp_in_parallel())
+  for (Eigen::Index c = 0; c < chunks; ++c) {
+    const Eigen::Index begin = c * kChunk, len = std::min(kChunk, n - begin);
+    Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> x(in.data() + begin, len);
+    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> y(out.data() + begin, len);
+    fn(x, y);
+  }
+}
+
+}  // namespace
+
+// Eigen's array erf/exp/tanh are vectorised (SpecialFunctions), which matters: the expert
+// activations are as many elements as a GEMM operand.
+template <class T>
+void apply_activation(Activation a, const Mat<T>& pre, Mat<T>& out) {
+  switch (a) {
+    case Activation::gelu:
+      parallel_elementwise(pre, out, [](const auto& x, auto& y) { y = T(0.5) * x * (T(1) + (x * T(M_SQRT1_2)).erf()); });
+      break;
+    case Activation::tanh:
+      parallel_elementwise(pre, out, [](const auto& x, auto& y) { y = x.tanh(); });
+      break;
+    case Activation::relu:
+      parallel_elementwise(pre, out, [](const auto& x, auto& y) { y = x.max(T(0)); });
+      break;
+    case Activation::identity:
+      out = pre;
+      break;
+  }
+}
+
+template <class T>
+void activation_derivative(Activation a, const Mat<T>& pre, Mat<T>& out) {
+  switch (a) {
+    case Activation::gelu:  // d/dx x Phi(x) = Phi(x) + x phi(x)
+      parallel_elementwise(pre, out, [](const auto& x, auto& y) {
+        const T inv_sqrt_2pi = T(0.5 * M_2_SQRTPI * M_SQRT1_2);
+        y = T(0.5) * (T(1) + (x * T(M_SQRT1_2)).erf()) + x * inv_sqrt_2pi * (T(-0.5) * x.square()).exp();
+      });
+      break;
+    case Activation::tanh:
+      parallel_elementwise(pre, out, [](const auto& x, auto& y) { y = T(1) - x.tanh().square(); });
+      break;
+    case Activation::relu:
+      parallel_elementwise(pre, out, [](const auto& x, auto& y) { y = (x > T(0)).template cast<T>(); });
+      break;
+    case Activation::identity:
+      out.setOnes(pre.rows(), pre.cols());
+      break;
+  }
+}
+
+void select_topk(const double* scores, int M, int K, std::vector<int>& selected) {
+  selected.resize(M);
+  std::iota(selected.begin(), selected.end(), 0);
+  // Larger score first; equal scores keep the lower index first.
+  auto better = [scores](int a, int b) { return scores[a] > scores[b] || (scores[a] == scores[b] && a < b); };
+  std::partial_sort(selected.begin(), selected.begin() + K, selected.end(), better);
+  selected.resize(K);
+  std::sort(selected.begin(), selected.end());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Construction and initialisation
+
+template <class T>
+MoeNetwork<T>::MoeNetwork(const Shape& shape, const ModelOptions& options, const ResolvedParam& param)
+    : shape_(shape), options_(options), param_(param) {
+  shape_.validate();
+  if (options_.routing == Routing::soft && shape_.K != shape_.M)
+    throw ConfigError("model.K: soft routing uses every expert, so K must equal M = " + std::to_string(shape_.M) +
+                      " (got " + std::to_string(shape_.K) + ")");
+  const int L = shape_.L, N = shape_.N, M = shape_.M, Ne = shape_.Ne;
+  auto stacked = [L](std::vector<int> dims) {
+    if (L > 1) dims.insert(dims.begin(), L);
+    return dims;
+  };
+  params_.resize(kNumGroups);
+  params_[int(Group::in)] = {"w_in", Group::in, {shape_.D, N}, {}};
+  params_[int(Group::router)] = {"w_router", Group::router, stacked({N, M}), {}};
+  params_[int(Group::expert1)] = {"w_expert1", Group::expert1, stacked({M, N, Ne}), {}};
+  params_[int(Group::expert2)] = {"w_expert2", Group::expert2, stacked({M, Ne, N}), {}};
+  params_[int(Group::out)] = {"w_out", Group::out, {N, shape_.C}, {}};
+  params_[int(Group::bias)] = {"b_router", Group::bias, stacked({M}), {}};
+  for (auto& p : params_) {
+    const long size = std::accumulate(p.dims.begin(), p.dims.end(), 1L, std::multiplies<long>());
+    p.data = Vec<T>::Zero(size);
+  }
+}
+
+template <class T>
+void MoeNetwork<T>::initialize(uint64_t seed) {
+  for (int g = 0; g < kNumGroups; ++g) {
+    auto& p = params_[g];
+    const ResolvedGroup& rg = param_.groups[g];
+    if (rg.zero_init || rg.init_std == 0.0 || p.group == Group::bias) {
+      p.data.setZero();
+      continue;
+    }
+    // One stream per group: changing one group's init never changes another's draws.
+    Rng rng(mix_seed(seed, static_cast<uint64_t>(g)));
+    for (Eigen::Index i = 0; i < p.data.size(); ++i) p.data[i] = static_cast<T>(rg.init_std * rng.normal());
+  }
+  if (param_.shared_experts) {
+    const long per1 = long(shape_.N) * shape_.Ne, per2 = per1;
+    for (int l = 0; l < shape_.L; ++l)
+      for (int m = 1; m < shape_.M; ++m) {
+        T* e1 = params_[int(Group::expert1)].data.data() + long(l) * shape_.M * per1;
+        T* e2 = params_[int(Group::expert2)].data.data() + long(l) * shape_.M * per2;
+        std::copy(e1, e1 + per1, e1 + m * per1);
+        std::copy(e2, e2 + per2, e2 + m * per2);
+      }
+  }
+}
+
+template <class T>
+ConstMatMap<T> MoeNetwork<T>::w_in() const {
+  return ConstMatMap<T>(params_[int(Group::in)].data.data(), shape_.D, shape_.N);
+}
+template <class T>
+ConstMatMap<T> MoeNetwork<T>::w_out() const {
+  return ConstMatMap<T>(params_[int(Group::out)].data.data(), shape_.N, shape_.C);
+}
+template <class T>
+ConstMatMap<T> MoeNetwork<T>::w_router(int l) const {
+  return ConstMatMap<T>(params_[int(Group::router)].data.data() + long(l) * shape_.N * shape_.M, shape_.N, shape_.M);
+}
+template <class T>
+ConstMatMap<T> MoeNetwork<T>::w_expert1(int l, int m) const {
+  const long off = (long(l) * shape_.M + m) * shape_.N * shape_.Ne;
+  return ConstMatMap<T>(params_[int(Group::expert1)].data.data() + off, shape_.N, shape_.Ne);
+}
+template <class T>
+ConstMatMap<T> MoeNetwork<T>::w_expert2(int l, int m) const {
+  const long off = (long(l) * shape_.M + m) * shape_.N * shape_.Ne;
+  return ConstMatMap<T>(params_[int(Group::expert2)].data.data() + off, shape_.Ne, shape_.N);
+}
+template <class T>
+const T* MoeNetwork<T>::router_bias(int l) const {
+  return params_[int(Group::bias)].data.data() + long(l) * shape_.M;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+template <class T>
+void MoeNetwork<T>::forward(const Mat<T>& x, ForwardCache<T>& c) const {
+  if (x.cols() != shape_.D)
+    throw ConfigError("data.x: input dimension " + std::to_string(x.cols()) + " does not match model.D = " +
+                      std::to_string(shape_.D));
+  c.x = x;
+  c.pre_in.noalias() = x * w_in();
+  c.pre_in *= T(param_[Group::in].multiplier);
+  apply_activation(options_.activation, c.pre_in, c.h1);
+  c.blocks.resize(shape_.L);
+  const Mat<T>* h = &c.h1;
+  for (int l = 0; l < shape_.L; ++l) {
+    forward_block(l, *h, c.blocks[l]);
+    h = &c.blocks[l].output;
+  }
+  c.f.noalias() = *h * w_out();
+  c.f *= T(param_[Group::out].multiplier);
+}
+
+template <class T>
+void MoeNetwork<T>::route(int l, BlockCache<T>& bc) const {
+  const int B = int(bc.psi.rows()), M = shape_.M, K = shape_.K;
+  const bool topk = options_.routing == Routing::topk;
+  const T c = T(param_.gate_factor);
+  bc.gate_raw.setZero(B, M);
+  bc.gates.setZero(B, M);
+  std::vector<int>& chosen = bc.selection;
+  chosen.resize(size_t(B) * K);
+#pragma omp parallel if (B * M > 4096)
+  {
+    std::vector<double> score(M);
+    std::vector<int> sel;
+    std::vector<T> q(K);
+#pragma omp for
+    for (int t = 0; t < B; ++t) {
+      const T* psi = bc.psi.row(t).data();
+      if (topk) {
+        for (int m = 0; m < M; ++m)
+          score[m] = options_.selection == Selection::biased_sigmoid
+                         ? 1.0 / (1.0 + std::exp(-double(psi[m]))) + double(router_bias(l)[m])
+                         : double(psi[m]);
+        select_topk(score.data(), M, K, sel);
+      } else {
+        sel.resize(M);
+        std::iota(sel.begin(), sel.end(), 0);
+      }
+      switch (options_.gate) {
+        case GateFn::sigmoid:
+          for (int j = 0; j < K; ++j) q[j] = T(1) / (T(1) + std::exp(-psi[sel[j]]));
+          break;
+        case GateFn::linear:
+          for (int j = 0; j < K; ++j) q[j] = psi[sel[j]];
+          break;
+        case GateFn::softmax: {
+          T mx = psi[sel[0]];
+          for (int j = 1; j < K; ++j) mx = std::max(mx, psi[sel[j]]);
+          T sum = 0;
+          for (int j = 0; j < K; ++j) sum += q[j] = std::exp(psi[sel[j]] - mx);
+          for (int j = 0; j < K; ++j) q[j] /= sum;
+          break;
+        }
+      }
+      T norm = T(1);
+      if (options_.renormalize) {
+        norm = 0;
+        for (int j = 0; j < K; ++j) norm += q[j];
+      }
+      for (int j = 0; j < K; ++j) {
+        bc.gate_raw(t, sel[j]) = q[j];
+        bc.gates(t, sel[j]) = c * q[j] / norm;
+        chosen[size_t(t) * K + j] = sel[j];
+      }
+    }
+  }
+  bc.tokens.assign(M, {});
+  if (!topk) {
+    for (auto& list : bc.tokens) {
+      list.resize(B);
+      std::iota(list.begin(), list.end(), 0);
+    }
+    return;
+  }
+  for (int t = 0; t < B; ++t)
+    for (int j = 0; j < K; ++j) bc.tokens[chosen[size_t(t) * K + j]].push_back(t);
+}
+
+template <class T>
+void MoeNetwork<T>::forward_block(int l, const Mat<T>& input, BlockCache<T>& bc) const {
+  const int B = int(input.rows()), M = shape_.M, N = shape_.N;
+  const bool soft = options_.routing == Routing::soft;
+  const T s1 = T(param_[Group::expert1].multiplier), s2 = T(param_[Group::expert2].multiplier);
+  bc.input = input;
+  bc.psi.noalias() = input * w_router(l);
+  bc.psi *= T(param_[Group::router].multiplier);
+  route(l, bc);
+  bc.pre.resize(M);
+  bc.act.resize(M);
+  bc.out.resize(M);
+  // Experts are independent: one per thread, single-threaded GEMMs inside.
+#pragma omp parallel for schedule(dynamic) if (M > 1)
+  for (int m = 0; m < M; ++m) {
+    const auto& tok = bc.tokens[m];
+    if (tok.empty()) {
+      bc.pre[m].resize(0, shape_.Ne);
+      bc.act[m].resize(0, shape_.Ne);
+      bc.out[m].resize(0, N);
+      continue;
+    }
+    if (soft) {
+      bc.pre[m].noalias() = input * w_expert1(l, m);
+    } else {
+      Mat<T> gathered(tok.size(), N);
+      for (size_t i = 0; i < tok.size(); ++i) gathered.row(i) = input.row(tok[i]);
+      bc.pre[m].noalias() = gathered * w_expert1(l, m);
+    }
+    bc.pre[m] *= s1;
+    apply_activation(options_.activation, bc.pre[m], bc.act[m]);
+    bc.out[m].noalias() = bc.act[m] * w_expert2(l, m);
+    bc.out[m] *= s2;
+  }
+  bc.aggregated.setZero(B, N);
+  const T agg = T(param_.aggregation);
+  for (int m = 0; m < M; ++m) {
+    const auto& tok = bc.tokens[m];
+    for (size_t i = 0; i < tok.size(); ++i) bc.aggregated.row(tok[i]) += bc.gates(tok[i], m) * bc.out[m].row(i);
+  }
+  bc.aggregated *= agg;
+  const T r = T(param_.residual_multiplier);
+  if (options_.residual)
+    bc.output = input + r * bc.aggregated;
+  else
+    bc.output = r * bc.aggregated;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loss
+
+template <class T>
+double MoeNetwork<T>::loss(const ForwardCache<T>& c, const Mat<T>& y, const std::vector<int>& labels,
+                           Mat<T>* df) const {
+  const Mat<T>& f = c.f;
+  const int B = int(f.rows()), C = int(f.cols());
+  if (y.rows() != B || y.cols() != C)
+    throw ConfigError("data.y: targets are " + std::to_string(y.rows()) + "x" + std::to_string(y.cols()) +
+                      " but the network outputs " + std::to_string(B) + "x" + std::to_string(C));
+  if (options_.loss == LossKind::mse) {
+    const Mat<T> diff = f - y;
+    if (df) *df = diff * T(2.0 / (double(B) * C));
+    return diff.template cast<double>().squaredNorm() / (double(B) * C);
+  }
+  if (df) df->resize(B, C);
+  double total = 0;
+  for (int t = 0; t < B; ++t) {
+    int label = 0;
+    if (!labels.empty()) {
+      label = labels[t];
+    } else {
+      y.row(t).maxCoeff(&label);
+    }
+    const double mx = f.row(t).template cast<double>().maxCoeff();
+    double sum = 0;
+    for (int k = 0; k < C; ++k) sum += std::exp(double(f(t, k)) - mx);
+    total += std::log(sum) + mx - double(f(t, label));
+    if (df) {
+      for (int k = 0; k < C; ++k) (*df)(t, k) = T(std::exp(double(f(t, k)) - mx) / sum / B);
+      (*df)(t, label) -= T(1.0 / B);
+    }
+  }
+  return total / B;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward
+
+template <class T>
+void MoeNetwork<T>::backward(const ForwardCache<T>& c, const Mat<T>& df, std::vector<Vec<T>>& grads,
+                             std::vector<Mat<T>>* block_output_grads) const {
+  // Every slice is assigned below (experts without tokens are zeroed there), so no
+  // full-size zeroing of the gradient buffers is needed.
+  grads.resize(kNumGroups);
+  for (int g = 0; g < kNumGroups; ++g) grads[g].resize(params_[g].data.size());
+  grads[int(Group::bias)].setZero();
+  const Mat<T>& h_last = c.blocks.back().output;
+  const T s_out = T(param_[Group::out].multiplier), s_in = T(param_[Group::in].multiplier);
+  MatMap<T>(grads[int(Group::out)].data(), shape_.N, shape_.C).noalias() = s_out * (h_last.transpose() * df);
+  Mat<T> d_h = s_out * (df * w_out().transpose());
+  Mat<T> d_prev;
+  if (block_output_grads) block_output_grads->resize(shape_.L);
+  for (int l = shape_.L - 1; l >= 0; --l) {
+    if (block_output_grads) (*block_output_grads)[l] = d_h;
+    backward_block(l, c.blocks[l], d_h, d_prev, grads);
+    d_h.swap(d_prev);
+  }
+  Mat<T> dpre;
+  activation_derivative(options_.activation, c.pre_in, dpre);
+  dpre.array() *= d_h.array();
+  MatMap<T>(grads[int(Group::in)].data(), shape_.D, shape_.N).noalias() = s_in * (c.x.transpose() * dpre);
+}
+
+template <class T>
+void MoeNetwork<T>::backward_block(int l, const BlockCache<T>& bc, const Mat<T>& d_out, Mat<T>& d_in,
+                                   std::vector<Vec<T>>& grads) const {
+  const int B = int(bc.input.rows()), M = shape_.M, N = shape_.N, Ne = shape_.Ne, K = shape_.K;
+  const bool soft = options_.routing == Routing::soft;
+  const T s1 = T(param_[Group::expert1].multiplier), s2 = T(param_[Group::expert2].multiplier);
+  const T s_r = T(param_[Group::router].multiplier);
+  // dL/d(sum_m g_m o_m): the residual multiplier and aggregation factor sit in front of it.
+  const Mat<T> d_sum = d_out * T(param_.residual_multiplier * param_.aggregation);
+  Mat<T> d_gates = Mat<T>::Zero(B, M);
+  std::vector<Mat<T>> d_expert_in(M);
+  const long per = long(N) * Ne;
+  T* g1 = grads[int(Group::expert1)].data() + long(l) * M * per;
+  T* g2 = grads[int(Group::expert2)].data() + long(l) * M * per;
+
+#pragma omp parallel for schedule(dynamic) if (M > 1)
+  for (int m = 0; m < M; ++m) {
+    const auto& tok = bc.tokens[m];
+    const int bm = int(tok.size());
+    if (bm == 0) {
+      MatMap<T>(g1 + m * per, N, Ne).setZero();
+      MatMap<T>(g2 + m * per, Ne, N).setZero();
+      continue;
+    }
+    Mat<T> d_o(bm, N);
+    for (int i = 0; i < bm; ++i) {
+      const int t = tok[i];
+      d_gates(t, m) = bc.out[m].row(i).dot(d_sum.row(t));
+      d_o.row(i) = bc.gates(t, m) * d_sum.row(t);
+    }
+    MatMap<T>(g2 + m * per, Ne, N).noalias() = s2 * (bc.act[m].transpose() * d_o);
+    Mat<T> d_pre;
+    activation_derivative(options_.activation, bc.pre[m], d_pre);
+    d_pre.array() *= (s2 * (d_o * w_expert2(l, m).transpose())).array();
+    if (soft) {
+      MatMap<T>(g1 + m * per, N, Ne).noalias() = s1 * (bc.input.transpose() * d_pre);
+    } else {
+      Mat<T> gathered(bm, N);
+      for (int i = 0; i < bm; ++i) gathered.row(i) = bc.input.row(tok[i]);
+      MatMap<T>(g1 + m * per, N, Ne).noalias() = s1 * (gathered.transpose() * d_pre);
+    }
+    d_expert_in[m].noalias() = s1 * (d_pre * w_expert1(l, m).transpose());
+  }
+
+  if (options_.residual)
+    d_in = d_out;
+  else
+    d_in.setZero(B, N);
+  for (int m = 0; m < M; ++m) {
+    const auto& tok = bc.tokens[m];
+    if (soft && !tok.empty()) {
+      d_in += d_expert_in[m];
+      continue;
+    }
+    for (size_t i = 0; i < tok.size(); ++i) d_in.row(tok[i]) += d_expert_in[m].row(i);
+  }
+
+  // Gate Jacobian, per token over its selected experts (the selection itself has no gradient).
+  Mat<T> d_psi = Mat<T>::Zero(B, M);
+  const T c = T(param_.gate_factor);
+  std::vector<int> sel;
+  std::vector<T> dq(K), q(K);
+  for (int t = 0; t < B; ++t) {
+    sel.assign(bc.selection.begin() + size_t(t) * K, bc.selection.begin() + size_t(t + 1) * K);
+    const int k = int(sel.size());
+    T norm = T(1), weighted = T(0);
+    for (int j = 0; j < k; ++j) q[j] = bc.gate_raw(t, sel[j]);
+    if (options_.renormalize) {
+      norm = 0;
+      for (int j = 0; j < k; ++j) norm += q[j];
+      for (int j = 0; j < k; ++j) weighted += d_gates(t, sel[j]) * q[j];
+    }
+    for (int j = 0; j < k; ++j) {
+      const T dg = d_gates(t, sel[j]);
+      dq[j] = options_.renormalize ? c * (dg / norm - weighted / (norm * norm)) : c * dg;
+    }
+    switch (options_.gate) {
+      case GateFn::sigmoid:
+        for (int j = 0; j < k; ++j) d_psi(t, sel[j]) = dq[j] * q[j] * (T(1) - q[j]);
+        break;
+      case GateFn::linear:
+        for (int j = 0; j < k; ++j) d_psi(t, sel[j]) = dq[j];
+        break;
+      case GateFn::softmax: {
+        T dot = 0;
+        for (int j = 0; j < k; ++j) dot += dq[j] * q[j];
+        for (int j = 0; j < k; ++j) d_psi(t, sel[j]) = q[j] * (dq[j] - dot);
+        break;
+      }
+    }
+  }
+  MatMap<T>(grads[int(Group::router)].data() + long(l) * N * M, N, M).noalias() =
+      s_r * (bc.input.transpose() * d_psi);
+  d_in.noalias() += s_r * (d_psi * w_router(l).transpose());
+}
+
+template <class T>
+double MoeNetwork<T>::loss_and_gradients(const Mat<T>& x, const Mat<T>& y, const std::vector<int>& labels,
+                                         std::vector<Vec<T>>& grads, ForwardCache<T>* cache) const {
+  ForwardCache<T> local;
+  ForwardCache<T>& c = cache ? *cache : local;
+  forward(x, c);
+  Mat<T> df;
+  const double value = loss(c, y, labels, &df);
+  backward(c, df, grads);
+  return value;
+}
+
+template <class T>
+void MoeNetwork<T>::update_router_bias(const ForwardCache<T>& c, double rate) {
+  const int M = shape_.M;
+  const double kappa = double(shape_.K) / M;
+  for (int l = 0; l < shape_.L; ++l) {
+    const auto& bc = c.blocks[l];
+    const double B = double(bc.input.rows());
+    T* b = params_[int(Group::bias)].data.data() + long(l) * M;
+    for (int m = 0; m < M; ++m) b[m] -= T(rate * (double(bc.tokens[m].size()) / B - kappa));
+  }
+}
+
+template void apply_activation<float>(Activation, const Mat<float>&, Mat<float>&);
+template void apply_activation<double>(Activation, const Mat<double>&, Mat<double>&);
+template void activation_derivative<float>(Activation, const Mat<float>&, Mat<float>&);
+template void activation_derivative<double>(Activation, const Mat<double>&, Mat<double>&);
+template class MoeNetwork<float>;
+template class MoeNetwork<double>;
+
+}  // namespace moedmft

@@ -1,0 +1,117 @@
+#include "models/optimizer.hpp"
+
+#include <cmath>
+
+namespace moedmft {
+
+OptimizerKind parse_optimizer(const std::string& s) {
+  if (s == "sgd") return OptimizerKind::sgd;
+  if (s == "adam") return OptimizerKind::adam;
+  if (s == "adamw") return OptimizerKind::adamw;
+  if (s == "signgd") return OptimizerKind::signgd;
+  throw ConfigError("optim.kind: unknown value '" + s + "' (allowed: sgd, adam, adamw, signgd)");
+}
+ScheduleKind parse_schedule(const std::string& s) {
+  if (s == "constant") return ScheduleKind::constant;
+  if (s == "warmup_cosine") return ScheduleKind::warmup_cosine;
+  if (s == "wsd") return ScheduleKind::wsd;
+  throw ConfigError("optim.schedule: unknown value '" + s + "' (allowed: constant, warmup_cosine, wsd)");
+}
+const char* to_string(OptimizerKind k) {
+  switch (k) {
+    case OptimizerKind::sgd: return "sgd";
+    case OptimizerKind::adam: return "adam";
+    case OptimizerKind::adamw: return "adamw";
+    case OptimizerKind::signgd: return "signgd";
+  }
+  return "?";
+}
+const char* to_string(ScheduleKind k) {
+  switch (k) {
+    case ScheduleKind::constant: return "constant";
+    case ScheduleKind::warmup_cosine: return "warmup_cosine";
+    case ScheduleKind::wsd: return "wsd";
+  }
+  return "?";
+}
+
+double ScheduleConfig::factor(int step) const {
+  if (kind == ScheduleKind::constant) return 1.0;
+  if (step < warmup_steps) return double(step + 1) / warmup_steps;
+  if (kind == ScheduleKind::warmup_cosine) {
+    const int span = std::max(1, total_steps - warmup_steps);
+    const double progress = std::min(1.0, double(step - warmup_steps) / span);
+    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + std::cos(M_PI * progress));
+  }
+  // Warmup-stable-decay: flat, then a linear decay over the last decay_fraction of training.
+  const int decay_steps = std::max(1, int(std::lround(decay_fraction * total_steps)));
+  const int decay_start = total_steps - decay_steps;
+  if (step < decay_start) return 1.0;
+  const double progress = std::min(1.0, double(step - decay_start + 1) / decay_steps);
+  return 1.0 - (1.0 - min_lr_ratio) * progress;
+}
+
+template <class T>
+Optimizer<T>::Optimizer(const OptimizerConfig& config, const ResolvedParam& param)
+    : config_(config), param_(param), m_(kNumGroups), v_(kNumGroups) {
+  if (!(config.beta1 >= 0 && config.beta1 < 1)) throw ConfigError("optim.beta1: must lie in [0, 1)");
+  if (!(config.beta2 >= 0 && config.beta2 < 1)) throw ConfigError("optim.beta2: must lie in [0, 1)");
+}
+
+template <class T>
+void Optimizer<T>::step(std::vector<ParamTensor<T>>& params, const std::vector<Vec<T>>& grads) {
+  const double schedule = config_.schedule.factor(t_);
+  ++t_;
+  const double b1 = config_.beta1, b2 = config_.beta2;
+  const double correction1 = 1.0 - std::pow(b1, t_), correction2 = 1.0 - std::pow(b2, t_);
+  for (int g = 0; g < kNumGroups; ++g) {
+    if (Group(g) == Group::bias) continue;
+    const ResolvedGroup& rg = param_.groups[g];
+    const T lr = T(rg.lr * schedule), wd = T(rg.weight_decay);
+    T* w = params[g].data.data();
+    const T* grad = grads[g].data();
+    const Eigen::Index n = params[g].data.size();
+    switch (config_.kind) {
+      case OptimizerKind::sgd:
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (Eigen::Index i = 0; i < n; ++i) w[i] -= lr * (grad[i] + wd * w[i]);
+        break;
+      case OptimizerKind::signgd:
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (Eigen::Index i = 0; i < n; ++i) {
+          const T s = grad[i] > T(0) ? T(1) : (grad[i] < T(0) ? T(-1) : T(0));
+          w[i] -= lr * (s + wd * w[i]);
+        }
+        break;
+      case OptimizerKind::adam:
+      case OptimizerKind::adamw: {
+        if (m_[g].size() != n) {
+          m_[g] = Vec<T>::Zero(n);
+          v_[g] = Vec<T>::Zero(n);
+        }
+        const bool decoupled = config_.kind == OptimizerKind::adamw;
+        const T step_size = T(double(lr) / correction1), root2 = T(std::sqrt(correction2));
+        const T eps = T(rg.eps), tb1 = T(b1), tb2 = T(b2);
+        T* m = m_[g].data();
+        T* v = v_[g].data();
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (Eigen::Index i = 0; i < n; ++i) {
+          T gi = grad[i];
+          if (decoupled)
+            w[i] -= lr * wd * w[i];
+          else
+            gi += wd * w[i];
+          m[i] = tb1 * m[i] + (T(1) - tb1) * gi;
+          v[i] = tb2 * v[i] + (T(1) - tb2) * gi * gi;
+          w[i] -= step_size * m[i] / (std::sqrt(v[i]) / root2 + eps);
+        }
+        break;
+      }
+    }
+  }
+}
+
+template class Optimizer<float>;
+template class Optimizer<double>;
+
+}  // namespace moedmft

@@ -1,0 +1,75 @@
+// Run configuration: defaults, --set overrides, and one-line errors that name the field.
+#include <catch2/catch.hpp>
+
+#include "experiments/run_config.hpp"
+
+using namespace moedmft;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string error_of(const std::string& toml, const std::vector<std::string>& sets = {}) {
+  try {
+    parse_run_config(toml, sets);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("defaults resolve and are recorded in full", "[config]") {
+  const RunConfig c = parse_run_config("", {});
+  CHECK(c.shape.N == 128);
+  CHECK(c.shape.M == 8);
+  CHECK(c.shape.K == 2);
+  CHECK(c.model.routing == Routing::topk);
+  CHECK(c.param_table == "mup-I-sgd");
+  CHECK_THAT(c.resolved_toml, Contains("[model]") && Contains("N = 128") && Contains("table = 'mup-I-sgd'"));
+  // The resolved text parses back to the same configuration.
+  const RunConfig again = parse_run_config(c.resolved_toml, {});
+  CHECK(again.resolved_toml == c.resolved_toml);
+}
+
+TEST_CASE("--set overrides take TOML values and bare strings", "[config]") {
+  const RunConfig c = parse_run_config("[model]\nN = 64\n", {"model.N=256", "model.routing=soft", "model.M=4",
+                                                              "optim.kind=adam", "optim.lr=3e-3", "param.table=sp",
+                                                              "param.knobs.lr.router=0.5"});
+  CHECK(c.shape.N == 256);
+  CHECK(c.model.routing == Routing::soft);
+  CHECK(c.shape.K == 4);  // soft routing defaults K to M
+  CHECK(c.resolve.adam_like);
+  CHECK(c.resolve.base_lr == Approx(3e-3));
+  CHECK(c.param_table == "sp");
+  CHECK(c.resolve.lr_knob.at(Group::router) == 0.5);
+}
+
+TEST_CASE("bad configurations fail with one line naming the field and the allowed range", "[config]") {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"model.K", {"model.M=4", "model.K=5"}},
+      {"model.N", {"model.N=-3"}},
+      {"model.Ne", {"model.Ne=0"}},
+      {"model.widht", {"model.widht=3"}},
+      {"optim.lr", {"optim.lr=nan"}},
+      {"optim.lr", {"optim.lr=-1"}},
+      {"model.activation", {"model.activation=swish"}},
+      {"optim.kind", {"optim.kind=lion"}},
+      {"train.steps", {"train.steps=1000", "train.batch_size=64", "data.P=100"}},
+      {"model.K", {"model.routing=soft", "model.M=8", "model.K=2"}},
+      {"param.knobs.lr.routr", {"param.knobs.lr.routr=2"}},
+      {"model.N", {"model.N=\"wide\""}},
+      {"data.source", {"data.source=web"}},
+      {"data.path", {"data.source=file"}},
+      {"optim.beta2", {"optim.beta2=1.0"}},
+  };
+  for (const auto& [field, sets] : cases) {
+    INFO(field);
+    const std::string msg = error_of("", sets);
+    CHECK_THAT(msg, Contains(field));
+    CHECK(msg.find('\n') == std::string::npos);
+  }
+  CHECK_THAT(error_of("[model]\nN = 128\n", {"model.K=9"}), Contains("allowed: 1 .. 8"));
+  CHECK_THAT(error_of("[model\nN=1"), Contains("config:1"));
+  CHECK_THAT(error_of("[trian]\nsteps = 3\n"), Contains("trian: unknown key"));
+}
