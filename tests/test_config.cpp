@@ -32,7 +32,7 @@ TEST_CASE("defaults resolve and are recorded in full", "[config]") {
   CHECK(again.resolved_toml == c.resolved_toml);
 }
 
-TEST_CASE("--set overrides take TOML values and bare strings", "[config]") {
+TEST_CASE("set overrides take TOML values and bare strings", "[config]") {
   const RunConfig c = parse_run_config("[model]\nN = 64\n", {"model.N=256", "model.routing=soft", "model.M=4",
                                                               "optim.kind=adam", "optim.lr=3e-3", "param.table=sp",
                                                               "param.knobs.lr.router=0.5"});
