@@ -77,6 +77,15 @@ void activation_derivative(Activation a, const Mat<T>& pre, Mat<T>& out) {
   }
 }
 
+// Experts ordered by routed-token count, largest first: with dynamic scheduling this keeps
+// the threads' loads even when routing is uneven (longest-processing-time-first).
+static std::vector<int> experts_by_load(const std::vector<std::vector<int>>& tokens) {
+  std::vector<int> order(tokens.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return tokens[a].size() > tokens[b].size(); });
+  return order;
+}
+
 void select_topk(const double* scores, int M, int K, std::vector<int>& selected) {
   selected.resize(M);
   std::iota(selected.begin(), selected.end(), 0);
@@ -245,15 +254,13 @@ void MoeNetwork<T>::route(int l, BlockCache<T>& bc) const {
     }
   }
   bc.tokens.assign(M, {});
-  if (!topk) {
-    for (auto& list : bc.tokens) {
-      list.resize(B);
-      std::iota(list.begin(), list.end(), 0);
-    }
-    return;
-  }
+  bc.slot.resize(size_t(B) * K);
   for (int t = 0; t < B; ++t)
-    for (int j = 0; j < K; ++j) bc.tokens[chosen[size_t(t) * K + j]].push_back(t);
+    for (int j = 0; j < K; ++j) {
+      auto& list = bc.tokens[chosen[size_t(t) * K + j]];
+      bc.slot[size_t(t) * K + j] = int(list.size());
+      list.push_back(t);
+    }
 }
 
 template <class T>
@@ -268,35 +275,37 @@ void MoeNetwork<T>::forward_block(int l, const Mat<T>& input, BlockCache<T>& bc)
   bc.pre.resize(M);
   bc.act.resize(M);
   bc.out.resize(M);
+  bc.routed_input.resize(soft ? 0 : M);
   // Experts are independent: one per thread, single-threaded GEMMs inside.
-#pragma omp parallel for schedule(dynamic) if (M > 1)
-  for (int m = 0; m < M; ++m) {
+  const std::vector<int> order = experts_by_load(bc.tokens);
+#pragma omp parallel for schedule(dynamic, 1) if (M > 1)
+  for (int i = 0; i < M; ++i) {
+    const int m = order[i];
     const auto& tok = bc.tokens[m];
-    if (tok.empty()) {
-      bc.pre[m].resize(0, shape_.Ne);
-      bc.act[m].resize(0, shape_.Ne);
-      bc.out[m].resize(0, N);
-      continue;
-    }
     if (soft) {
-      bc.pre[m].noalias() = input * w_expert1(l, m);
+      bc.pre[m].noalias() = s1 * (input * w_expert1(l, m));
     } else {
-      Mat<T> gathered(tok.size(), N);
+      Mat<T>& gathered = bc.routed_input[m];
+      gathered.resize(Eigen::Index(tok.size()), N);
       for (size_t i = 0; i < tok.size(); ++i) gathered.row(i) = input.row(tok[i]);
-      bc.pre[m].noalias() = gathered * w_expert1(l, m);
+      bc.pre[m].noalias() = s1 * (gathered * w_expert1(l, m));
     }
-    bc.pre[m] *= s1;
     apply_activation(options_.activation, bc.pre[m], bc.act[m]);
-    bc.out[m].noalias() = bc.act[m] * w_expert2(l, m);
-    bc.out[m] *= s2;
+    bc.out[m].noalias() = s2 * (bc.act[m] * w_expert2(l, m));
   }
-  bc.aggregated.setZero(B, N);
+  // Combine per token (each output row is owned by one thread): sum over its K choices.
+  bc.aggregated.resize(B, N);
   const T agg = T(param_.aggregation);
-  for (int m = 0; m < M; ++m) {
-    const auto& tok = bc.tokens[m];
-    for (size_t i = 0; i < tok.size(); ++i) bc.aggregated.row(tok[i]) += bc.gates(tok[i], m) * bc.out[m].row(i);
+  const int K = shape_.K;
+#pragma omp parallel for schedule(static) if (B * N > 65536)
+  for (int t = 0; t < B; ++t) {
+    auto row = bc.aggregated.row(t);
+    row.setZero();
+    for (int j = 0; j < K; ++j) {
+      const int m = bc.selection[size_t(t) * K + j];
+      row += (agg * bc.gates(t, m)) * bc.out[m].row(bc.slot[size_t(t) * K + j]);
+    }
   }
-  bc.aggregated *= agg;
   const T r = T(param_.residual_multiplier);
   if (options_.residual)
     bc.output = input + r * bc.aggregated;
@@ -384,8 +393,10 @@ void MoeNetwork<T>::backward_block(int l, const BlockCache<T>& bc, const Mat<T>&
   T* g1 = grads[int(Group::expert1)].data() + long(l) * M * per;
   T* g2 = grads[int(Group::expert2)].data() + long(l) * M * per;
 
-#pragma omp parallel for schedule(dynamic) if (M > 1)
-  for (int m = 0; m < M; ++m) {
+  const std::vector<int> order = experts_by_load(bc.tokens);
+#pragma omp parallel for schedule(dynamic, 1) if (M > 1)
+  for (int e = 0; e < M; ++e) {
+    const int m = order[e];
     const auto& tok = bc.tokens[m];
     const int bm = int(tok.size());
     if (bm == 0) {
@@ -403,27 +414,23 @@ void MoeNetwork<T>::backward_block(int l, const BlockCache<T>& bc, const Mat<T>&
     Mat<T> d_pre;
     activation_derivative(options_.activation, bc.pre[m], d_pre);
     d_pre.array() *= (s2 * (d_o * w_expert2(l, m).transpose())).array();
-    if (soft) {
-      MatMap<T>(g1 + m * per, N, Ne).noalias() = s1 * (bc.input.transpose() * d_pre);
-    } else {
-      Mat<T> gathered(bm, N);
-      for (int i = 0; i < bm; ++i) gathered.row(i) = bc.input.row(tok[i]);
-      MatMap<T>(g1 + m * per, N, Ne).noalias() = s1 * (gathered.transpose() * d_pre);
-    }
+    const Mat<T>& expert_input = soft ? bc.input : bc.routed_input[m];
+    MatMap<T>(g1 + m * per, N, Ne).noalias() = s1 * (expert_input.transpose() * d_pre);
     d_expert_in[m].noalias() = s1 * (d_pre * w_expert1(l, m).transpose());
   }
 
-  if (options_.residual)
-    d_in = d_out;
-  else
-    d_in.setZero(B, N);
-  for (int m = 0; m < M; ++m) {
-    const auto& tok = bc.tokens[m];
-    if (soft && !tok.empty()) {
-      d_in += d_expert_in[m];
-      continue;
+  d_in.resize(B, N);
+#pragma omp parallel for schedule(static) if (B * N > 65536)
+  for (int t = 0; t < B; ++t) {
+    auto row = d_in.row(t);
+    if (options_.residual)
+      row = d_out.row(t);
+    else
+      row.setZero();
+    for (int j = 0; j < K; ++j) {
+      const int m = bc.selection[size_t(t) * K + j];
+      row += d_expert_in[m].row(bc.slot[size_t(t) * K + j]);
     }
-    for (size_t i = 0; i < tok.size(); ++i) d_in.row(tok[i]) += d_expert_in[m].row(i);
   }
 
   // Gate Jacobian, per token over its selected experts (the selection itself has no gradient).

@@ -27,7 +27,9 @@ struct BlockCache {
   Mat<T> gate_raw;  // [B,M] gate_fn values before renormalisation (0 where unselected)
   Mat<T> gates;     // [B,M] final gates g (0 where unselected)
   std::vector<int> selection;            // [B*K] selected experts per token, ascending
+  std::vector<int> slot;                 // [B*K] row of token t's j-th choice in that expert's lists
   std::vector<std::vector<int>> tokens;  // per expert: routed token rows (all rows for soft)
+  std::vector<Mat<T>> routed_input;      // per expert [b_m,N] gathered block input (top-K only)
   std::vector<Mat<T>> pre;   // per expert [b_m,Ne] pre-activation
   std::vector<Mat<T>> act;   // per expert [b_m,Ne] a_m
   std::vector<Mat<T>> out;   // per expert [b_m,N]  o_m
