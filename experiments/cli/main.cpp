@@ -40,7 +40,13 @@ int run_training(RunConfig& cfg, const TrainArgs& args, const std::string& cmdli
   if (cfg.train.init_from.empty())
     net.initialize(cfg.seed);
   else
-    load_weights_file(cfg.train.init_from, net, cfg.train.init_group);
+    try {
+      load_weights_file(cfg.train.init_from, net, cfg.train.init_group);
+    } catch (const ConfigError&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw ConfigError(std::string("train.init_from: ") + e.what());
+    }
   const MoeNetwork<T> initial = net;
 
   const Shape& s = cfg.shape;
@@ -86,6 +92,12 @@ int main(int argc, char** argv) {
   train->add_option("--save-data", targs.save_data, "also write the training set to this HDF5 file");
   train->add_flag("--quiet,-q", targs.quiet, "no progress output");
 
+  std::string config_path;
+  std::vector<std::string> config_sets;
+  CLI::App* config = app.add_subcommand("config", "print the fully resolved run configuration (every key, with defaults)");
+  config->add_option("--config,-c", config_path, "TOML run configuration");
+  config->add_option("--set,-s", config_sets, "override a config key (repeatable)");
+
   std::string show_name;
   CLI::App* params = app.add_subcommand("params", "list the built-in parameterizations, or print one as TOML");
   params->add_option("name", show_name, "built-in name or TOML file to print");
@@ -97,6 +109,10 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (*config) {
+      std::cout << load_run_config(config_path, config_sets).resolved_toml << "\n";
+      return 0;
+    }
     if (*params) {
       if (show_name.empty()) {
         for (const auto& n : builtin_param_names()) std::cout << n << "  " << builtin_param_table(n).description << "\n";
