@@ -138,26 +138,19 @@ E get_enum(Section& s, const std::string& key, const std::string& fallback, E (*
   }
 }
 
-Protocol parse_protocol(const std::string& s) {
-  if (s == "online") return Protocol::online;
-  if (s == "full_batch") return Protocol::full_batch;
-  throw ConfigError("train.protocol: unknown value '" + s + "' (allowed: online, full_batch)");
-}
-Precision parse_precision(const std::string& s) {
-  if (s == "float32") return Precision::float32;
-  if (s == "float64") return Precision::float64;
-  throw ConfigError("precision: unknown value '" + s + "' (allowed: float32, float64)");
-}
-TeacherKind parse_teacher(const std::string& s) {
-  if (s == "dense") return TeacherKind::dense;
-  if (s == "moe") return TeacherKind::moe;
-  throw ConfigError("data.teacher: unknown value '" + s + "' (allowed: dense, moe)");
-}
-TaskKind parse_task(const std::string& s) {
-  if (s == "regression") return TaskKind::regression;
-  if (s == "classification") return TaskKind::classification;
-  throw ConfigError("data.task: unknown value '" + s + "' (allowed: regression, classification)");
-}
+const std::array<std::pair<const char*, Protocol>, 2> kProtocols = {
+    {{"online", Protocol::online}, {"full_batch", Protocol::full_batch}}};
+const std::array<std::pair<const char*, Precision>, 2> kPrecisions = {
+    {{"float32", Precision::float32}, {"float64", Precision::float64}}};
+const std::array<std::pair<const char*, TeacherKind>, 2> kTeachers = {
+    {{"dense", TeacherKind::dense}, {"moe", TeacherKind::moe}}};
+const std::array<std::pair<const char*, TaskKind>, 2> kTasks = {
+    {{"regression", TaskKind::regression}, {"classification", TaskKind::classification}}};
+
+Protocol parse_protocol(const std::string& s) { return parse_choice("train.protocol", s, kProtocols); }
+Precision parse_precision(const std::string& s) { return parse_choice("precision", s, kPrecisions); }
+TeacherKind parse_teacher(const std::string& s) { return parse_choice("data.teacher", s, kTeachers); }
+TaskKind parse_task(const std::string& s) { return parse_choice("data.task", s, kTasks); }
 
 void read_group_numbers(Section& parent, const std::string& key, std::map<Group, double>& out) {
   Section s = parent.sub(key);
@@ -332,7 +325,7 @@ ResolvedParam resolve_run_param(const RunConfig& cfg, ParamTable* table_out) {
   return resolve(table, cfg.shape, cfg.model.m_base, cfg.resolve);
 }
 
-const char* to_string(Protocol p) { return p == Protocol::online ? "online" : "full_batch"; }
-const char* to_string(Precision p) { return p == Precision::float32 ? "float32" : "float64"; }
+const char* to_string(Protocol p) { return choice_name(p, kProtocols); }
+const char* to_string(Precision p) { return choice_name(p, kPrecisions); }
 
 }  // namespace moedmft

@@ -4,36 +4,20 @@
 
 namespace moedmft {
 
-OptimizerKind parse_optimizer(const std::string& s) {
-  if (s == "sgd") return OptimizerKind::sgd;
-  if (s == "adam") return OptimizerKind::adam;
-  if (s == "adamw") return OptimizerKind::adamw;
-  if (s == "signgd") return OptimizerKind::signgd;
-  throw ConfigError("optim.kind: unknown value '" + s + "' (allowed: sgd, adam, adamw, signgd)");
-}
-ScheduleKind parse_schedule(const std::string& s) {
-  if (s == "constant") return ScheduleKind::constant;
-  if (s == "warmup_cosine") return ScheduleKind::warmup_cosine;
-  if (s == "wsd") return ScheduleKind::wsd;
-  throw ConfigError("optim.schedule: unknown value '" + s + "' (allowed: constant, warmup_cosine, wsd)");
-}
-const char* to_string(OptimizerKind k) {
-  switch (k) {
-    case OptimizerKind::sgd: return "sgd";
-    case OptimizerKind::adam: return "adam";
-    case OptimizerKind::adamw: return "adamw";
-    case OptimizerKind::signgd: return "signgd";
-  }
-  return "?";
-}
-const char* to_string(ScheduleKind k) {
-  switch (k) {
-    case ScheduleKind::constant: return "constant";
-    case ScheduleKind::warmup_cosine: return "warmup_cosine";
-    case ScheduleKind::wsd: return "wsd";
-  }
-  return "?";
-}
+namespace {
+const std::array<std::pair<const char*, OptimizerKind>, 4> kOptimizers = {{{"sgd", OptimizerKind::sgd},
+                                                                          {"adam", OptimizerKind::adam},
+                                                                          {"adamw", OptimizerKind::adamw},
+                                                                          {"signgd", OptimizerKind::signgd}}};
+const std::array<std::pair<const char*, ScheduleKind>, 3> kSchedules = {{{"constant", ScheduleKind::constant},
+                                                                        {"warmup_cosine", ScheduleKind::warmup_cosine},
+                                                                        {"wsd", ScheduleKind::wsd}}};
+}  // namespace
+
+OptimizerKind parse_optimizer(const std::string& s) { return parse_choice("optim.kind", s, kOptimizers); }
+ScheduleKind parse_schedule(const std::string& s) { return parse_choice("optim.schedule", s, kSchedules); }
+const char* to_string(OptimizerKind k) { return choice_name(k, kOptimizers); }
+const char* to_string(ScheduleKind k) { return choice_name(k, kSchedules); }
 
 namespace {
 

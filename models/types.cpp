@@ -5,24 +5,6 @@
 namespace moedmft {
 namespace {
 
-template <class E, size_t N>
-E parse_enum(const std::string& field, const std::string& value,
-             const std::array<std::pair<const char*, E>, N>& table) {
-  std::ostringstream allowed;
-  for (size_t i = 0; i < N; ++i) {
-    if (value == table[i].first) return table[i].second;
-    allowed << (i ? ", " : "") << table[i].first;
-  }
-  throw ConfigError(field + ": unknown value '" + value + "' (allowed: " + allowed.str() + ")");
-}
-
-template <class E, size_t N>
-const char* enum_name(E e, const std::array<std::pair<const char*, E>, N>& table) {
-  for (const auto& [name, value] : table)
-    if (value == e) return name;
-  return "?";
-}
-
 const std::array<std::pair<const char*, Activation>, 4> kActivations = {
     {{"gelu", Activation::gelu}, {"tanh", Activation::tanh}, {"relu", Activation::relu},
      {"identity", Activation::identity}}};
@@ -45,16 +27,16 @@ void require_range(const char* field, int value, int lo, long hi, const std::str
 
 }  // namespace
 
-Activation parse_activation(const std::string& s) { return parse_enum("model.activation", s, kActivations); }
-GateFn parse_gate(const std::string& s) { return parse_enum("model.gate", s, kGates); }
-Routing parse_routing(const std::string& s) { return parse_enum("model.routing", s, kRoutings); }
-Selection parse_selection(const std::string& s) { return parse_enum("model.selection", s, kSelections); }
-LossKind parse_loss(const std::string& s) { return parse_enum("model.loss", s, kLosses); }
-const char* to_string(Activation a) { return enum_name(a, kActivations); }
-const char* to_string(GateFn g) { return enum_name(g, kGates); }
-const char* to_string(Routing r) { return enum_name(r, kRoutings); }
-const char* to_string(Selection s) { return enum_name(s, kSelections); }
-const char* to_string(LossKind l) { return enum_name(l, kLosses); }
+Activation parse_activation(const std::string& s) { return parse_choice("model.activation", s, kActivations); }
+GateFn parse_gate(const std::string& s) { return parse_choice("model.gate", s, kGates); }
+Routing parse_routing(const std::string& s) { return parse_choice("model.routing", s, kRoutings); }
+Selection parse_selection(const std::string& s) { return parse_choice("model.selection", s, kSelections); }
+LossKind parse_loss(const std::string& s) { return parse_choice("model.loss", s, kLosses); }
+const char* to_string(Activation a) { return choice_name(a, kActivations); }
+const char* to_string(GateFn g) { return choice_name(g, kGates); }
+const char* to_string(Routing r) { return choice_name(r, kRoutings); }
+const char* to_string(Selection s) { return choice_name(s, kSelections); }
+const char* to_string(LossKind l) { return choice_name(l, kLosses); }
 
 void Shape::validate() const {
   constexpr long kMaxWidth = 1L << 20;

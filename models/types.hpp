@@ -4,6 +4,7 @@
 #include <array>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace moedmft {
 
@@ -20,6 +21,26 @@ using ConstMatMap = Eigen::Map<const Mat<T>>;
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+// Named choices: parse a config string against a table of (name, value) pairs, with a one-line
+// error that names the field and lists the allowed names.
+template <class E, size_t N>
+E parse_choice(const std::string& field, const std::string& value,
+               const std::array<std::pair<const char*, E>, N>& table) {
+  std::string allowed;
+  for (const auto& [name, choice] : table) {
+    if (value == name) return choice;
+    allowed += (allowed.empty() ? "" : ", ") + std::string(name);
+  }
+  throw ConfigError(field + ": unknown value '" + value + "' (allowed: " + allowed + ")");
+}
+
+template <class E, size_t N>
+const char* choice_name(E e, const std::array<std::pair<const char*, E>, N>& table) {
+  for (const auto& [name, choice] : table)
+    if (choice == e) return name;
+  return "?";
+}
 
 enum class Activation { gelu, tanh, relu, identity };
 enum class GateFn { sigmoid, softmax, linear };

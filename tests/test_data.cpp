@@ -12,29 +12,15 @@
 
 #include "data/dataset.hpp"
 #include "data/h5/h5.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 using namespace moedmft;
 
+using moedmft::testing::Scratch;
+
 namespace {
 
-struct Scratch {
-  fs::path dir;
-  explicit Scratch(const std::string& tag) {
-#ifdef MOEDMFT_BINARY_DIR
-    const fs::path base = fs::path(MOEDMFT_BINARY_DIR) / "test_scratch";
-#else
-    const fs::path base = fs::temp_directory_path();
-#endif
-    dir = base / ("data_" + tag + "_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream out(path, std::ios::binary);
@@ -317,7 +303,7 @@ TEST_CASE("data: standardize_inputs uses the statistics source", "[data]") {
 }
 
 TEST_CASE("data: HDF5 datasets round trip", "[data]") {
-  Scratch dir("hdf5");
+  Scratch dir("data_hdf5");
   TeacherConfig cfg;
   cfg.P = 40;
   cfg.D = 5;
@@ -341,7 +327,7 @@ TEST_CASE("data: HDF5 datasets round trip", "[data]") {
 }
 
 TEST_CASE("data: hand-made HDF5 files with float32 inputs and integer labels", "[data]") {
-  Scratch dir("handmade");
+  Scratch dir("data_handmade");
   const std::string path = dir.file("hand.hdf5");
   const std::vector<float> x = {0.5f, 1.0f, -1.0f, 2.0f, 0.25f, 0.0f};
   {
@@ -391,7 +377,7 @@ TEST_CASE("data: hand-made HDF5 files with float32 inputs and integer labels", "
 }
 
 TEST_CASE("data: CIFAR-10 binary batches", "[data]") {
-  Scratch dir("cifar");
+  Scratch dir("data_cifar");
   // Record r: label (r * 3) % 10, pixel j = (j + r) % 256.
   const auto batch = [](int records, int first) {
     std::vector<uint8_t> b;
@@ -432,7 +418,7 @@ TEST_CASE("data: CIFAR-10 binary batches", "[data]") {
 }
 
 TEST_CASE("data: MNIST IDX files", "[data]") {
-  Scratch dir("mnist");
+  Scratch dir("data_mnist");
   const uint32_t count = 3, rows = 2, cols = 3;
   std::vector<uint8_t> images;
   put_be32(images, 0x00000803);

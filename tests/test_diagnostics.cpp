@@ -9,35 +9,15 @@
 #include "models/diagnostics.hpp"
 #include "models/optimizer.hpp"
 #include "models/random.hpp"
+#include "test_support.hpp"
 
 using namespace moedmft;
 
 namespace {
 
-ResolvedParam diag_param(double router_multiplier = 0.7) {
-  ResolvedParam p;
-  p.name = "diag-test";
-  const double stds[kNumGroups] = {0.6, 0.7, 0.5, 0.45, 0.5, 0.0};
-  const double mults[kNumGroups] = {1.3, router_multiplier, 0.9, 1.1, 0.8, 1.0};
-  for (int g = 0; g < kNumGroups; ++g) {
-    p.groups[g].init_std = stds[g];
-    p.groups[g].multiplier = mults[g];
-    p.groups[g].lr = 0.05 * (g + 1);
-    p.groups[g].eps = 1e-8;
-  }
-  p.gate_factor = 0.75;
-  p.aggregation = 1.25;
-  p.residual_multiplier = 0.7;
-  return p;
-}
+ResolvedParam diag_param(double router_multiplier = 0.7) { return testing::test_param(router_multiplier); }
 
-template <class T = double>
-Mat<T> random_matrix(int rows, int cols, uint64_t seed) {
-  Rng rng(seed);
-  Mat<T> m(rows, cols);
-  for (int i = 0; i < m.size(); ++i) m.data()[i] = T(rng.normal());
-  return m;
-}
+using testing::random_matrix;
 
 struct Config {
   const char* name;

@@ -12,31 +12,15 @@
 #include <vector>
 
 #include "data/h5/h5.hpp"
+#include "test_support.hpp"
 
 namespace fs = std::filesystem;
 namespace h5 = moedmft::h5;
 
+using moedmft::testing::Scratch;
+
 namespace {
 
-// A per-process scratch directory (ctest may run test cases in parallel processes),
-// removed when the test case ends.
-struct Scratch {
-  fs::path dir;
-  explicit Scratch(const std::string& tag) {
-#ifdef MOEDMFT_BINARY_DIR
-    const fs::path base = fs::path(MOEDMFT_BINARY_DIR) / "test_scratch";
-#else
-    const fs::path base = fs::temp_directory_path();
-#endif
-    dir = base / ("h5_" + tag + "_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(const std::string& name) const { return (dir / name).string(); }
-};
 
 std::string message_of(const std::function<void()>& f) {
   try {
@@ -50,7 +34,7 @@ std::string message_of(const std::function<void()>& f) {
 }  // namespace
 
 TEST_CASE("h5: numeric datasets round trip with shape and conversion", "[h5]") {
-  Scratch s("numeric");
+  Scratch s("h5_numeric");
   const std::string path = s.file("a.h5");
   const std::vector<double> d = {1.5, -2.25, 3.0, 1e-300, 1e300, -0.0};
   const std::vector<float> f = {0.5f, -1.25f, 3.5f, 7.0f};
@@ -88,7 +72,7 @@ TEST_CASE("h5: numeric datasets round trip with shape and conversion", "[h5]") {
 }
 
 TEST_CASE("h5: scalars and empty arrays", "[h5]") {
-  Scratch s("scalar");
+  Scratch s("h5_scalar");
   h5::File file(s.file("s.h5"), h5::Mode::truncate);
   const double pi = 3.25;
   const int64_t n = -42;
@@ -105,7 +89,7 @@ TEST_CASE("h5: scalars and empty arrays", "[h5]") {
 }
 
 TEST_CASE("h5: strings and attributes round trip", "[h5]") {
-  Scratch s("strings");
+  Scratch s("h5_strings");
   const std::string path = s.file("s.h5");
   const std::vector<std::string> names = {"alpha", "", "\xce\xb1\xce\xb2 utf-8", "with space "};
   {
@@ -137,7 +121,7 @@ TEST_CASE("h5: strings and attributes round trip", "[h5]") {
 }
 
 TEST_CASE("h5: writing an existing dataset replaces it; read_write keeps the rest", "[h5]") {
-  Scratch s("replace");
+  Scratch s("h5_replace");
   const std::string path = s.file("r.h5");
   {
     h5::File file(path, h5::Mode::truncate);
@@ -170,7 +154,7 @@ TEST_CASE("h5: writing an existing dataset replaces it; read_write keeps the res
 }
 
 TEST_CASE("h5: dimension scales attach and survive rewrites", "[h5]") {
-  Scratch s("scales");
+  Scratch s("h5_scales");
   h5::File file(s.file("d.h5"), h5::Mode::truncate);
   const std::vector<double> steps = {0, 10, 20}, widths = {64, 128};
   const std::vector<double> loss = {1, 2, 3, 4, 5, 6};
@@ -210,7 +194,7 @@ TEST_CASE("h5: dimension scales attach and survive rewrites", "[h5]") {
 }
 
 TEST_CASE("h5: failures throw one-line messages naming file and object", "[h5]") {
-  Scratch s("errors");
+  Scratch s("h5_errors");
   const std::string missing = s.file("missing.h5");
   CHECK(message_of([&] { h5::File f(missing, h5::Mode::read); }) ==
         "cannot open HDF5 file '" + missing + "' for reading");
@@ -232,7 +216,7 @@ TEST_CASE("h5: failures throw one-line messages naming file and object", "[h5]")
 }
 
 TEST_CASE("h5: fixed-length strings written by other tools are read in full", "[h5]") {
-  Scratch s("fixed");
+  Scratch s("h5_fixed");
   h5::File file(s.file("f.h5"), h5::Mode::truncate);
   // numpy/h5py store bytes strings as NULLPAD fixed-length strings with no terminator.
   h5::Handle type(H5Tcopy(H5T_C_S1));
@@ -252,7 +236,7 @@ TEST_CASE("h5: fixed-length strings written by other tools are read in full", "[
 }
 
 TEST_CASE("h5: no identifiers stay open after the file is closed", "[h5]") {
-  Scratch s("leaks");
+  Scratch s("h5_leaks");
   const std::string path = s.file("l.h5");
   {
     h5::File file(path, h5::Mode::truncate);

@@ -5,34 +5,15 @@
 #include "models/network.hpp"
 #include "models/optimizer.hpp"
 #include "models/random.hpp"
+#include "test_support.hpp"
 
 using namespace moedmft;
+using moedmft::testing::random_matrix;
+using moedmft::testing::test_param;
 
 namespace {
 
-ResolvedParam test_param() {
-  ResolvedParam p;
-  p.name = "test";
-  const double stds[kNumGroups] = {0.6, 0.7, 0.5, 0.45, 0.5, 0.0};
-  const double mults[kNumGroups] = {1.3, 0.7, 0.9, 1.1, 0.8, 1.0};
-  for (int g = 0; g < kNumGroups; ++g) {
-    p.groups[g].init_std = stds[g];
-    p.groups[g].multiplier = mults[g];
-    p.groups[g].lr = 0.05 * (g + 1);
-    p.groups[g].eps = 1e-8;
-  }
-  p.gate_factor = 0.75;
-  p.aggregation = 1.25;
-  p.residual_multiplier = 0.7;
-  return p;
-}
 
-Mat<double> random_matrix(int rows, int cols, uint64_t seed) {
-  Rng rng(seed);
-  Mat<double> m(rows, cols);
-  for (int i = 0; i < m.size(); ++i) m.data()[i] = rng.normal();
-  return m;
-}
 
 struct Case {
   const char* name;

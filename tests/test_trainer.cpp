@@ -9,6 +9,7 @@
 #include "experiments/recorder.hpp"
 #include "experiments/trainer.hpp"
 #include "models/checkpoint.hpp"
+#include "test_support.hpp"
 
 using namespace moedmft;
 namespace fs = std::filesystem;
@@ -61,11 +62,6 @@ bool same_values(const std::vector<std::vector<double>>& a, const std::vector<st
   return true;
 }
 
-fs::path temp_dir() {
-  const fs::path dir = fs::path(MOEDMFT_BINARY_DIR) / "test_tmp" / "trainer";
-  fs::create_directories(dir);
-  return dir;
-}
 
 }  // namespace
 
@@ -80,8 +76,8 @@ TEST_CASE("the same config and seed give bitwise identical runs; another seed di
 }
 
 TEST_CASE("a run reproduces exactly from its file's initial weights and its saved data", "[trainer]") {
-  const fs::path dir = temp_dir();
-  const std::string out = (dir / "original.h5").string(), data = (dir / "data.h5").string();
+  const testing::Scratch dir("trainer_reproduce");
+  const std::string out = dir.file("original.h5"), data = dir.file("data.h5");
   const Trained a = run(kSmall, out);
   save_hdf5_dataset(data, a.data.train);
   const Trained b = run(with(kSmall, {"seed=99", "train.init_from=\"" + out + "\"", "train.init_group=weights_init",
@@ -100,8 +96,8 @@ TEST_CASE("a run reproduces exactly from its file's initial weights and its save
 }
 
 TEST_CASE("divergence is recorded as NaN data with a flag, not a crash", "[trainer]") {
-  const fs::path dir = temp_dir();
-  const std::string out = (dir / "diverged.h5").string();
+  const testing::Scratch dir("trainer_diverge");
+  const std::string out = dir.file("diverged.h5");
   const Trained t = run(with(kSmall, {"optim.lr=1e6"}), out);
   REQUIRE(t.outcome.diverged);
   CHECK(t.outcome.diverged_at >= 0);
