@@ -7,7 +7,6 @@
 
 #include "models/checkpoint.hpp"
 #include "models/diagnostics.hpp"
-#include "models/optimizer.hpp"
 
 namespace moedmft {
 namespace {
@@ -77,7 +76,7 @@ double accuracy(const Mat<T>& f, const Mat<T>& y, const std::vector<int>& labels
 }
 
 template <class T>
-RunOutcome train_run(const RunConfig& cfg, const RunData& data, MoeNetwork<T>& net, const ProgressFn& progress) {
+RunOutcome train_run(const RunConfig& cfg, const RunData& data, TrainingEngine<T>& engine, const ProgressFn& progress) {
   RunOutcome out;
   const bool classification = data.train.num_classes > 0;
   const int B = cfg.train.protocol == Protocol::full_batch ? data.train.size() : cfg.train.batch_size;
@@ -88,21 +87,16 @@ RunOutcome train_run(const RunConfig& cfg, const RunData& data, MoeNetwork<T>& n
   const int probe = std::min(cfg.train.probe_size, data.train.size());
   std::unique_ptr<DiagnosticsProbe<T>> diag;
   if (cfg.train.diag_every > 0) {
-    diag = std::make_unique<DiagnosticsProbe<T>>(net, x_all.topRows(probe), y_all.topRows(probe),
+    diag = std::make_unique<DiagnosticsProbe<T>>(engine.network(), x_all.topRows(probe), y_all.topRows(probe),
                                                  label_slice(data.train.labels, 0, probe));
     out.diag_names = diag->names();
   }
-  Optimizer<T> opt(cfg.optim, net.param());
-  const double bias_rate = net.param()[Group::bias].lr;
-  const bool balance = net.options().selection == Selection::biased_sigmoid;
-  std::vector<Vec<T>> grads;
-  ForwardCache<T> cache;
-  Mat<T> df;
 
   auto measure = [&](long step) {
     if (!diag) return;
+    const MoeNetwork<T>& net = engine.network();
     out.diag_steps.push_back(step);
-    out.diag_values.push_back(diag->measure(net, step > 0 ? &grads : nullptr));
+    out.diag_values.push_back(diag->measure(net, step > 0 ? &engine.last_gradients() : nullptr));
     double vl = kNaN, va = kNaN;
     if (data.val.size() > 0 && !out.diverged) {
       ForwardCache<T> vc;
@@ -118,22 +112,20 @@ RunOutcome train_run(const RunConfig& cfg, const RunData& data, MoeNetwork<T>& n
   measure(0);
   out.train_loss.assign(cfg.train.steps, kNaN);
   if (classification) out.train_accuracy.assign(cfg.train.steps, kNaN);
+  Mat<T> f;
   for (long step = 0; step < cfg.train.steps; ++step) {
     const int begin = cfg.train.protocol == Protocol::online ? int(step * B) : 0;
     const std::vector<int> labels = label_slice(data.train.labels, begin, B);
-    net.forward(x_all.middleRows(begin, B), cache);
-    const double loss = net.loss(cache, y_all.middleRows(begin, B), labels, &df);
+    const Mat<T> y = y_all.middleRows(begin, B);
+    const double loss = engine.step(x_all.middleRows(begin, B), y, labels, classification ? &f : nullptr);
     out.train_loss[step] = loss;
-    if (classification) out.train_accuracy[step] = accuracy(cache.f, Mat<T>(y_all.middleRows(begin, B)), labels);
+    if (classification) out.train_accuracy[step] = accuracy(f, y, labels);
     if (!std::isfinite(loss)) {
       // Divergence is data: keep the NaN/Inf, stop updating, leave the rest NaN.
       out.diverged = true;
       out.diverged_at = step;
       break;
     }
-    net.backward(cache, df, grads);
-    opt.step(net.params(), grads);
-    if (balance) net.update_router_bias(cache, bias_rate);
     const long done = step + 1;
     if (diag && (done % cfg.train.diag_every == 0 || done == cfg.train.steps)) measure(done);
     if (progress && (done % cfg.train.log_every == 0 || done == cfg.train.steps)) {
@@ -145,8 +137,16 @@ RunOutcome train_run(const RunConfig& cfg, const RunData& data, MoeNetwork<T>& n
   return out;
 }
 
+template <class T>
+RunOutcome train_run(const RunConfig& cfg, const RunData& data, MoeNetwork<T>& net, const ProgressFn& progress) {
+  CpuEngine<T> engine(net, cfg.optim);
+  return train_run(cfg, data, static_cast<TrainingEngine<T>&>(engine), progress);
+}
+
 template double accuracy<float>(const Mat<float>&, const Mat<float>&, const std::vector<int>&);
 template double accuracy<double>(const Mat<double>&, const Mat<double>&, const std::vector<int>&);
+template RunOutcome train_run<float>(const RunConfig&, const RunData&, TrainingEngine<float>&, const ProgressFn&);
+template RunOutcome train_run<double>(const RunConfig&, const RunData&, TrainingEngine<double>&, const ProgressFn&);
 template RunOutcome train_run<float>(const RunConfig&, const RunData&, MoeNetwork<float>&, const ProgressFn&);
 template RunOutcome train_run<double>(const RunConfig&, const RunData&, MoeNetwork<double>&, const ProgressFn&);
 

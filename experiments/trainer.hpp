@@ -7,6 +7,7 @@
 
 #include "data/dataset.hpp"
 #include "experiments/run_config.hpp"
+#include "models/engine.hpp"
 #include "models/network.hpp"
 
 namespace moedmft {
@@ -38,6 +39,11 @@ struct Progress {
 };
 using ProgressFn = std::function<void(const Progress&)>;
 
+// Trains through any backend; diagnostics read the engine's host network at their cadence.
+template <class T>
+RunOutcome train_run(const RunConfig& cfg, const RunData& data, TrainingEngine<T>& engine,
+                     const ProgressFn& progress = {});
+// The CPU path: trains `net` in place.
 template <class T>
 RunOutcome train_run(const RunConfig& cfg, const RunData& data, MoeNetwork<T>& net, const ProgressFn& progress = {});
 
