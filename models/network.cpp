@@ -185,8 +185,7 @@ void MoeNetwork<T>::forward(const Mat<T>& x, ForwardCache<T>& c) const {
     throw ConfigError("data.x: input dimension " + std::to_string(x.cols()) + " does not match model.D = " +
                       std::to_string(shape_.D));
   c.x = x;
-  c.pre_in.noalias() = x * w_in();
-  c.pre_in *= T(param_[Group::in].multiplier);
+  c.pre_in.noalias() = T(param_[Group::in].multiplier) * (x * w_in());
   apply_activation(options_.activation, c.pre_in, c.h1);
   c.blocks.resize(shape_.L);
   const Mat<T>* h = &c.h1;
@@ -385,8 +384,8 @@ void MoeNetwork<T>::backward_block(int l, const BlockCache<T>& bc, const Mat<T>&
   const bool soft = options_.routing == Routing::soft;
   const T s1 = T(param_[Group::expert1].multiplier), s2 = T(param_[Group::expert2].multiplier);
   const T s_r = T(param_[Group::router].multiplier);
-  // dL/d(sum_m g_m o_m): the residual multiplier and aggregation factor sit in front of it.
-  const Mat<T> d_sum = d_out * T(param_.residual_multiplier * param_.aggregation);
+  // The residual multiplier and aggregation factor sit in front of sum_m g_m o_m.
+  const T scale = T(param_.residual_multiplier * param_.aggregation);
   Mat<T> d_gates = Mat<T>::Zero(B, M);
   std::vector<Mat<T>> d_expert_in(M);
   const long per = long(N) * Ne;
@@ -407,8 +406,8 @@ void MoeNetwork<T>::backward_block(int l, const BlockCache<T>& bc, const Mat<T>&
     Mat<T> d_o(bm, N);
     for (int i = 0; i < bm; ++i) {
       const int t = tok[i];
-      d_gates(t, m) = bc.out[m].row(i).dot(d_sum.row(t));
-      d_o.row(i) = bc.gates(t, m) * d_sum.row(t);
+      d_gates(t, m) = scale * bc.out[m].row(i).dot(d_out.row(t));
+      d_o.row(i) = (scale * bc.gates(t, m)) * d_out.row(t);
     }
     MatMap<T>(g2 + m * per, Ne, N).noalias() = s2 * (bc.act[m].transpose() * d_o);
     Mat<T> d_pre;

@@ -9,8 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "models/network.hpp"
-#include "models/optimizer.hpp"
+#include "models/engine.hpp"
 #include "models/random.hpp"
 
 extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
@@ -65,14 +64,11 @@ void bench(const BenchShape& bs, FILE* out) {
   for (int i = 0; i < y.size(); ++i) y.data()[i] = float(rng.normal());
   OptimizerConfig oc;
   oc.kind = OptimizerKind::adam;
-  Optimizer<float> opt(oc, p);
-  std::vector<Vec<float>> grads;
-  ForwardCache<float> cache;
+  CpuEngine<float> engine(net, oc);  // the training path `moedmft train` uses
   std::vector<double> times;
   for (int r = 0; r < bs.repeats + 3; ++r) {
     const auto t0 = Clock::now();
-    net.loss_and_gradients(x, y, {}, grads, &cache);
-    opt.step(net.params(), grads);
+    engine.step(x, y, {}, nullptr);
     if (r >= 3) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
   // Forward matmul FLOPs; backward doubles all but the input layer (weight gradient only).
