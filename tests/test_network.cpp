@@ -271,4 +271,3 @@ TEST_CASE("optimizer updates follow their closed forms", "[optimizer]") {
   }
   CHECK(w[5].data[0] == 1.0);  // the bias group never moves through the optimizer
 }
-
