@@ -133,6 +133,16 @@ RunOutcome train_run(const RunConfig& cfg, const RunData& data, TrainingEngine<T
       progress({done, cfg.train.steps, loss, done / std::max(secs, 1e-9)});
     }
   }
+  if (diag && out.diverged) {
+    // Keep the diagnostics schedule regular: rows that were never measured are NaN.
+    for (long step = out.diag_steps.back() + 1; step <= cfg.train.steps; ++step)
+      if (step % cfg.train.diag_every == 0 || step == cfg.train.steps) {
+        out.diag_steps.push_back(step);
+        out.diag_values.push_back(std::vector<double>(out.diag_names.size(), kNaN));
+        out.val_loss.push_back(kNaN);
+        out.val_accuracy.push_back(kNaN);
+      }
+  }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
 }

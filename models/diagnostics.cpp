@@ -40,7 +40,11 @@ void dense_expert(Activation act, const Mat<T>& x, const ConstMatMap<T>& w1, T s
   apply_activation(act, pre, a);
 }
 
-int expert_threads(int M) { return std::max(1, std::min(M, omp_get_max_threads())); }
+// Threads for the per-expert loops: one for small probes, where a parallel region costs more
+// than it saves (and far more when other processes share the cores).
+int expert_threads(int M, double work) {
+  return work < double(1 << 18) ? 1 : std::max(1, std::min(M, omp_get_max_threads()));
+}
 
 // Per-thread accumulators of the expert loop, reduced in thread order (deterministic for a
 // fixed thread count).
@@ -76,7 +80,7 @@ DiagnosticsProbe<T>::DiagnosticsProbe(const MoeNetwork<T>& net, Mat<T> x, Mat<T>
   const T s1 = T(net.param()[Group::expert1].multiplier);
   for (int l = 0; l < L; ++l) {
     block_in0_[l] = c.blocks[l].input;
-#pragma omp parallel num_threads(expert_threads(M))
+#pragma omp parallel num_threads(expert_threads(M, double(P) * shape_.N * shape_.Ne * M))
     {
       Mat<T> pre;
 #pragma omp for schedule(static)
@@ -155,7 +159,7 @@ std::vector<double> DiagnosticsProbe<T>::measure(const MoeNetwork<T>& net, const
   }
 
   if (terms) terms->assign(L, BlockTerms<T>());
-  const int nth = expert_threads(M);
+  const int nth = expert_threads(M, double(P) * N * Ne * M);
   const long per = long(N) * Ne;
   for (int l = 0; l < L; ++l) {
     const BlockCache<T>& bc = c.blocks[l];

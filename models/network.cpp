@@ -77,6 +77,10 @@ void activation_derivative(Activation a, const Mat<T>& pre, Mat<T>& out) {
   }
 }
 
+// Multiply-adds below which a parallel region costs more than it saves; with other processes on
+// the cores, threads spinning at the barrier of a tiny region can cost milliseconds each.
+constexpr double kMinParallelWork = 1 << 18;
+
 // Experts ordered by routed-token count, largest first: with dynamic scheduling this keeps
 // the threads' loads even when routing is uneven (longest-processing-time-first).
 static std::vector<int> experts_by_load(const std::vector<std::vector<int>>& tokens) {
@@ -277,7 +281,8 @@ void MoeNetwork<T>::forward_block(int l, const Mat<T>& input, BlockCache<T>& bc)
   bc.routed_input.resize(soft ? 0 : M);
   // Experts are independent: one per thread, single-threaded GEMMs inside.
   const std::vector<int> order = experts_by_load(bc.tokens);
-#pragma omp parallel for schedule(dynamic, 1) if (M > 1)
+  const bool parallel = M > 1 && double(B) * shape_.K * N * shape_.Ne > kMinParallelWork;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int i = 0; i < M; ++i) {
     const int m = order[i];
     const auto& tok = bc.tokens[m];
@@ -393,7 +398,8 @@ void MoeNetwork<T>::backward_block(int l, const BlockCache<T>& bc, const Mat<T>&
   T* g2 = grads[int(Group::expert2)].data() + long(l) * M * per;
 
   const std::vector<int> order = experts_by_load(bc.tokens);
-#pragma omp parallel for schedule(dynamic, 1) if (M > 1)
+  const bool parallel = M > 1 && double(B) * K * N * Ne > kMinParallelWork;
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int e = 0; e < M; ++e) {
     const int m = order[e];
     const auto& tok = bc.tokens[m];

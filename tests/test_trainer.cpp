@@ -102,6 +102,9 @@ TEST_CASE("divergence is recorded as NaN data with a flag, not a crash", "[train
   REQUIRE(t.outcome.diverged);
   CHECK(t.outcome.diverged_at >= 0);
   CHECK(std::isnan(t.outcome.train_loss.back()));
+  // The diagnostics schedule stays regular (0, 5, 10, 15, 20) with NaN rows after the divergence.
+  CHECK(t.outcome.diag_steps == std::vector<long>{0, 5, 10, 15, 20});
+  CHECK(std::isnan(t.outcome.diag_values.back().front()));
   h5::File f(out, h5::Mode::read);
   CHECK(h5::read_attr_int64(f, "/", "diverged") == 1);
 }

@@ -1,0 +1,156 @@
+// Gathers a sweep's point files into one file whose variables carry named dimensions
+// (HDF5 dimension scales, readable by xarray through h5netcdf). Layout: docs/sweep_format.md.
+#include <filesystem>
+#include <limits>
+
+#include "data/h5/h5.hpp"
+#include "experiments/sweep.hpp"
+#include "moedmft_version.hpp"
+
+namespace moedmft {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct PointData {
+  std::vector<double> train_loss, val_loss, diag;  // diag: [R, Q_point]
+  std::vector<std::string> metrics;
+  int64_t diverged = 0, diverged_at = -1;
+  double wall_seconds = 0;
+  std::string config_toml;
+};
+
+PointData read_point(const std::string& path) {
+  h5::File f(path, h5::Mode::read);
+  PointData p;
+  p.train_loss = h5::read_double(f, "metrics/train_loss");
+  p.diverged = h5::read_attr_int64(f, "/", "diverged");
+  p.diverged_at = h5::read_attr_int64(f, "/", "diverged_at");
+  p.wall_seconds = h5::read_attr_double(f, "/", "wall_seconds");
+  p.config_toml = h5::read_attr_string(f, "/", "config_toml");
+  if (h5::exists(f, "diagnostics/values")) {
+    p.metrics = h5::read_strings(f, "diagnostics/metric");
+    p.diag = h5::read_double(f, "diagnostics/values");
+    p.val_loss = h5::read_double(f, "diagnostics/val_loss");
+  }
+  return p;
+}
+
+// Writes `values` with shape axes... + extra dims, attaching the axis scales and then `extra` scales.
+void write_variable(hid_t f, const std::string& name, const std::vector<double>& values,
+                    const std::vector<hsize_t>& dims, const std::vector<std::string>& scales) {
+  h5::write(f, name, values.data(), dims);
+  for (size_t d = 0; d < scales.size(); ++d) h5::attach_scale(f, name, "/" + scales[d], unsigned(d));
+}
+
+}  // namespace
+
+void gather_sweep(const SweepSpec& spec) {
+  const std::vector<SweepPoint> points = expand_grid(spec);
+  std::vector<PointData> data;
+  data.reserve(points.size());
+  for (const auto& p : points) {
+    const std::string file = point_file(spec, p.index);
+    if (!fs::exists(file)) throw ConfigError("sweep: point file '" + file + "' is missing; run with --resume");
+    data.push_back(read_point(file));
+  }
+  const size_t T = data.front().train_loss.size();
+  // Diagnostics columns shared by every point (per-expert loads differ when M varies).
+  std::vector<std::string> metrics;
+  for (const auto& name : data.front().metrics) {
+    bool everywhere = true;
+    for (const auto& d : data)
+      everywhere = everywhere && std::find(d.metrics.begin(), d.metrics.end(), name) != d.metrics.end();
+    if (everywhere) metrics.push_back(name);
+  }
+  const size_t Q = metrics.size(), R = data.front().val_loss.size(), P = points.size();
+
+  std::vector<hsize_t> grid;
+  std::vector<std::string> axis_names;
+  for (const auto& a : spec.axes) {
+    grid.push_back(a.labels.size());
+    axis_names.push_back(a.name);
+  }
+  const std::string partial = spec.output + ".partial";
+  {
+    h5::File f(partial, h5::Mode::truncate);
+    h5::write_attr(f, "/", "moedmft_version", std::string(MOEDMFT_VERSION));
+    h5::write_attr(f, "/", "kind", std::string("sweep"));
+    h5::write_attr(f, "/", "sweep_toml", spec.spec_toml);
+    h5::write_attr(f, "/", "base_config_toml", data.front().config_toml);
+    std::string axes;
+    for (const auto& n : axis_names) axes += (axes.empty() ? "" : ",") + n;
+    h5::write_attr(f, "/", "axes", axes);
+    h5::write_attr(f, "/", "points_dir", spec.output + ".points");
+
+    for (const auto& a : spec.axes) {
+      if (a.numeric) {
+        std::vector<double> v;
+        for (const auto& l : a.labels) v.push_back(std::stod(l));
+        h5::write(f, "/" + a.name, v.data(), {hsize_t(v.size())});
+      } else {
+        h5::write_strings(f, "/" + a.name, a.labels);
+      }
+      h5::make_scale(f, "/" + a.name, a.name);
+    }
+    std::vector<int64_t> steps(T), point_ids(P);
+    for (size_t t = 0; t < T; ++t) steps[t] = int64_t(t);
+    for (size_t i = 0; i < P; ++i) point_ids[i] = int64_t(i);
+    h5::write(f, "/step", steps.data(), {hsize_t(T)});
+    h5::make_scale(f, "/step", "step");
+    h5::write(f, "/point", point_ids.data(), {hsize_t(P)});
+    h5::make_scale(f, "/point", "point");
+
+    auto with = [&](std::vector<hsize_t> extra) {
+      std::vector<hsize_t> d = grid;
+      d.insert(d.end(), extra.begin(), extra.end());
+      return d;
+    };
+    auto names_with = [&](std::vector<std::string> extra) {
+      std::vector<std::string> n = axis_names;
+      n.insert(n.end(), extra.begin(), extra.end());
+      return n;
+    };
+    std::vector<double> loss(P * T), diverged(P), diverged_at(P), wall(P);
+    std::vector<std::string> configs(P);
+    for (size_t i = 0; i < P; ++i) {
+      if (data[i].train_loss.size() != T) throw ConfigError("sweep: points disagree on the number of steps");
+      std::copy(data[i].train_loss.begin(), data[i].train_loss.end(), loss.begin() + i * T);
+      diverged[i] = double(data[i].diverged);
+      diverged_at[i] = double(data[i].diverged_at);
+      wall[i] = data[i].wall_seconds;
+      configs[i] = data[i].config_toml;
+    }
+    write_variable(f, "/train_loss", loss, with({T}), names_with({"step"}));
+    write_variable(f, "/diverged", diverged, grid, axis_names);
+    write_variable(f, "/diverged_at", diverged_at, grid, axis_names);
+    write_variable(f, "/wall_seconds", wall, grid, axis_names);
+    h5::write_strings(f, "/config_toml", configs);
+    h5::attach_scale(f, "/config_toml", "/point", 0);
+
+    if (R > 0) {
+      h5::File first(point_file(spec, 0), h5::Mode::read);
+      const std::vector<int64_t> diag_steps = h5::read_int64(first, "diagnostics/diag_step");
+      h5::write(f, "/diag_step", diag_steps.data(), {hsize_t(R)});
+      h5::make_scale(f, "/diag_step", "diag_step");
+      h5::write_strings(f, "/metric", metrics);
+      h5::make_scale(f, "/metric", "metric");
+      std::vector<double> val(P * R), diag(P * R * Q, std::numeric_limits<double>::quiet_NaN());
+      for (size_t i = 0; i < P; ++i) {
+        const PointData& d = data[i];
+        if (d.val_loss.size() != R) throw ConfigError("sweep: points disagree on the diagnostics cadence");
+        std::copy(d.val_loss.begin(), d.val_loss.end(), val.begin() + i * R);
+        const size_t q_point = d.metrics.size();
+        for (size_t q = 0; q < Q; ++q) {
+          const size_t col = size_t(std::find(d.metrics.begin(), d.metrics.end(), metrics[q]) - d.metrics.begin());
+          for (size_t r = 0; r < R; ++r) diag[(i * R + r) * Q + q] = d.diag[r * q_point + col];
+        }
+      }
+      write_variable(f, "/val_loss", val, with({R}), names_with({"diag_step"}));
+      write_variable(f, "/diagnostics", diag, with({R, Q}), names_with({"diag_step", "metric"}));
+    }
+  }
+  fs::rename(partial, spec.output);
+}
+
+}  // namespace moedmft
