@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "data/dataset.hpp"
+#include "experiments/analyze.hpp"
 #include "experiments/recorder.hpp"
 #include "experiments/run_config.hpp"
 #include "experiments/sweep.hpp"
@@ -159,6 +160,19 @@ int main(int argc, char** argv) {
   sweep->add_flag("--resume", sweep_resume, "keep the finished points of an interrupted sweep");
   sweep->add_flag("--quiet,-q", sweep_quiet, "no progress output");
 
+  std::string analyze_path;
+  AnalyzeOptions analyze_options;
+  CLI::App* analyze = app.add_subcommand("analyze", "optimal LR per size, transfer and monotonic-improvement verdicts of a sweep");
+  analyze->add_option("file", analyze_path, "gathered sweep file")->required();
+  analyze->add_option("--lr-axis", analyze_options.lr_axis, "name of the LR axis")->capture_default_str();
+  analyze->add_option("--size-axis", analyze_options.size_axis, "name of the size axis")->capture_default_str();
+  analyze->add_option("--seed-axis", analyze_options.seed_axis, "name of the seed axis (optional in the file)")->capture_default_str();
+  analyze->add_option("--window", analyze_options.window_fraction, "final loss = mean over this last fraction of steps")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  analyze->add_flag("--val", analyze_options.use_val, "use the last validation loss instead of the train loss");
+  analyze->add_option("--tolerance", analyze_options.transfer_tolerance, "allowed drift of the optimum, in LR grid steps")
+      ->capture_default_str();
+
   std::string show_name;
   CLI::App* params = app.add_subcommand("params", "list the built-in parameterizations, or print one as TOML");
   params->add_option("name", show_name, "built-in name or TOML file to print");
@@ -170,6 +184,12 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (*analyze) {
+      const auto groups = analyze_sweep(analyze_path, analyze_options);
+      std::cout << format_analysis(groups);
+      store_analysis(analyze_path, groups, analyze_options);
+      return 0;
+    }
     if (*sweep) return run_sweep_command(sweep_path, sweep_sets, sweep_output, sweep_dry, sweep_resume, sweep_quiet);
     if (*config) {
       std::cout << load_run_config(config_path, config_sets).resolved_toml << "\n";

@@ -1,0 +1,37 @@
+// Analysis of a gathered sweep: optimal LR per size (with its seed spread), the LR-transfer
+// verdict and the monotonic-improvement verdict, per group of the remaining axes.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace moedmft {
+
+struct AnalyzeOptions {
+  std::string lr_axis = "lr", size_axis = "size", seed_axis = "seed";
+  double window_fraction = 0.1;  // final loss = mean train loss over this last fraction of steps
+  bool use_val = false;          // use the last validation loss instead
+  double transfer_tolerance = 1.0;  // |drift| allowed, in LR grid steps
+};
+
+struct GroupAnalysis {
+  std::string label;                    // e.g. "parameterization=mup-I-sgd" ("all" without groups)
+  std::vector<double> size;             // size coordinates
+  std::vector<double> lr;               // LR coordinates
+  std::vector<std::vector<double>> loss, loss_err;  // [size][lr] seed mean and standard error
+  std::vector<double> best_lr;          // [size] argmin of the seed-mean loss (NaN if all diverged)
+  std::vector<double> best_index;       // [size] its LR grid index
+  std::vector<double> best_index_err;   // [size] standard error of the per-seed optimum index
+  double drift = 0, drift_err = 0;      // optimum shift across the ladder, in grid steps
+  bool transfers = false;
+  double transferred_lr = 0;            // the smallest size's optimum
+  std::vector<double> loss_at_transferred;  // [size]
+  bool monotonic = false;
+  std::string monotonic_note;
+};
+
+std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeOptions& options);
+std::string format_analysis(const std::vector<GroupAnalysis>& groups);
+// Replaces /analysis in the sweep file with the results (named dimensions: group, size, lr).
+void store_analysis(const std::string& path, const std::vector<GroupAnalysis>& groups, const AnalyzeOptions& options);
+
+}  // namespace moedmft
