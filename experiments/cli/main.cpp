@@ -8,6 +8,7 @@
 
 #include "data/dataset.hpp"
 #include "experiments/analyze.hpp"
+#include "experiments/cli/commands.hpp"
 #include "experiments/recorder.hpp"
 #include "experiments/run_config.hpp"
 #include "experiments/sweep.hpp"
@@ -173,6 +174,8 @@ int main(int argc, char** argv) {
   analyze->add_option("--tolerance", analyze_options.transfer_tolerance, "allowed drift of the optimum, in LR grid steps")
       ->capture_default_str();
 
+  const std::vector<cli::Command> modules = cli::add_scaling_commands(app);
+
   std::string show_name;
   CLI::App* params = app.add_subcommand("params", "list the built-in parameterizations, or print one as TOML");
   params->add_option("name", show_name, "built-in name or TOML file to print");
@@ -184,6 +187,8 @@ int main(int argc, char** argv) {
   }
 
   try {
+    for (const auto& command : modules)
+      if (*command.app) return command.run();
     if (*analyze) {
       const auto groups = analyze_sweep(analyze_path, analyze_options);
       std::cout << format_analysis(groups);

@@ -1,0 +1,19 @@
+// Subcommand groups of the moedmft CLI. Each registers its options on the app and returns a
+// runner that main() calls when that subcommand was chosen.
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <vector>
+
+namespace moedmft::cli {
+
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+// solver/scaling: `exponents` and `diagnose`.
+std::vector<Command> add_scaling_commands(CLI::App& app);
+
+}  // namespace moedmft::cli
