@@ -181,8 +181,9 @@ TermModel build_model(const Regime& r, Optimizer opt, const Structure& st) {
     if (opt == Optimizer::sgd) a = a + m.grad_entry(g);  // eta * m * (m * input * b_out)
     return a;
   };
-  auto fwd = [&](const std::string& name, const std::string& kind, const std::string& what,
-                 Affine e, bool zero, bool block_eff = false) {
+  // One builder for both directions: backward atoms also record the signal they sum into.
+  auto add_atom = [&](const std::string& name, const std::string& kind, const std::string& what, Affine e,
+                      bool zero, bool block_eff, int backward_node) {
     Atom at;
     at.name = name;
     at.node = name.substr(0, name.find('.'));
@@ -192,22 +193,18 @@ TermModel build_model(const Regime& r, Optimizer opt, const Structure& st) {
     at.zero = zero;
     at.block_eff = block_eff;
     at.target = block_eff ? tau : DimVec{};
+    at.backward = backward_node >= 0;
+    at.bnode = backward_node;
     m.atoms.push_back(at);
     return m.atoms.back();
   };
+  auto fwd = [&](const std::string& name, const std::string& kind, const std::string& what,
+                 Affine e, bool zero, bool block_eff = false) {
+    return add_atom(name, kind, what, std::move(e), zero, block_eff, -1);
+  };
   auto bwd = [&](const std::string& name, Node n, const std::string& kind, const std::string& what,
                  Affine e, bool zero) {
-    Atom at;
-    at.name = name;
-    at.node = name.substr(0, name.find('.'));
-    at.kind = kind;
-    at.what = what;
-    at.expr = std::move(e);
-    at.zero = zero;
-    at.backward = true;
-    at.bnode = static_cast<int>(n);
-    m.atoms.push_back(at);
-    return m.atoms.back();
+    return add_atom(name, kind, what, std::move(e), zero, false, static_cast<int>(n));
   };
   const Affine h1 = node(Node::h1), dh1 = node(Node::dh1), a = node(Node::a), da = node(Node::da),
                z = node(Node::z), dz = node(Node::dz), bz = node(Node::bz), bo = node(Node::bo),
