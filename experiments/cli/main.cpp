@@ -174,7 +174,8 @@ int main(int argc, char** argv) {
   analyze->add_option("--tolerance", analyze_options.transfer_tolerance, "allowed drift of the optimum, in LR grid steps")
       ->capture_default_str();
 
-  const std::vector<cli::Command> modules = cli::add_scaling_commands(app);
+  std::vector<cli::Command> modules = cli::add_scaling_commands(app);
+  for (auto& command : cli::add_coord_check_commands(app)) modules.push_back(std::move(command));
 
   std::string show_name;
   CLI::App* params = app.add_subcommand("params", "list the built-in parameterizations, or print one as TOML");
