@@ -1,0 +1,206 @@
+// Two-layer (L = 1) DMFT: a population of S (u, z) samples marched forward in time; replicate
+// driver and input validation shared with the deep solver.
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+
+#include "models/random.hpp"
+#include "solver/dmft/activation.hpp"
+#include "solver/dmft/dmft.hpp"
+
+namespace moedmft::dmft {
+
+void DmftConfig::validate() const {
+  auto need = [](bool ok, const std::string& msg) {
+    if (!ok) throw ConfigError(msg);
+  };
+  need(P >= 0, "dmft.P: must be >= 0 (0 = number of rows of x)");
+  need(T >= 0, "dmft.T: must be >= 0");
+  need(L >= 1, "dmft.L: must be >= 1");
+  need(samples >= 2, "dmft.samples: must be >= 2");
+  need(!antithetic || samples % 2 == 0, "dmft.samples: must be even with antithetic pairs");
+  need(replicates >= 1, "dmft.replicates: must be >= 1");
+  need(std::isfinite(gamma0) && gamma0 > 0.0, "dmft.gamma0: must be > 0");
+  need(std::isfinite(eta) && eta > 0.0, "dmft.eta: must be > 0");
+  need(max_iter >= 1, "dmft.max_iter: must be >= 1");
+  need(damping > 0.0 && damping <= 1.0, "dmft.damping: must be in (0, 1]");
+  need(tol > 0.0, "dmft.tol: must be > 0");
+  need(jitter >= 0.0, "dmft.jitter: must be >= 0");
+}
+
+Mat<double> input_kernel(const Mat<double>& x) {
+  return (x * x.transpose()) / static_cast<double>(x.cols());
+}
+
+// Lower Cholesky factor of a PSD matrix; columns with a non-positive pivot are set to zero.
+static Mat<double> psd_cholesky(const Mat<double>& C) {
+  const int n = static_cast<int>(C.rows());
+  Mat<double> Lf = Mat<double>::Zero(n, n);
+  const double floor = 1e-14 * std::max(1.0, C.diagonal().cwiseAbs().maxCoeff());
+  for (int j = 0; j < n; ++j) {
+    const double d = C(j, j) - Lf.row(j).head(j).squaredNorm();
+    if (d <= floor) continue;
+    const double ljj = std::sqrt(d);
+    Lf(j, j) = ljj;
+    for (int i = j + 1; i < n; ++i)
+      Lf(i, j) = (C(i, j) - Lf.row(i).head(j).dot(Lf.row(j).head(j))) / ljj;
+  }
+  return Lf;
+}
+
+Mat<double> sample_fields(const Mat<double>& C, int S, uint64_t seed, bool antithetic, Vec<double>* z) {
+  const int P = static_cast<int>(C.rows());
+  const Mat<double> Lf = psd_cholesky(C);
+  Rng rng(seed);
+  Mat<double> xi(S, P);
+  if (z) z->resize(S);
+  for (int i = 0; i < S; ++i) {
+    if (antithetic && (i % 2 == 1)) {  // partner: same field, opposite readout
+      xi.row(i) = xi.row(i - 1);
+      if (z) (*z)(i) = -(*z)(i - 1);
+      continue;
+    }
+    for (int m = 0; m < P; ++m) xi(i, m) = rng.normal();
+    if (z) (*z)(i) = rng.normal();
+  }
+  return xi * Lf.transpose();
+}
+
+Trace march_two_layer(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y,
+                      Mat<double> H, Vec<double> z) {
+  const int S = static_cast<int>(H.rows()), P = static_cast<int>(H.cols()), T = cfg.T;
+  const double g0 = cfg.gamma0, step = cfg.eta * cfg.gamma0, invS = 1.0 / S;
+  Trace tr;
+  tr.f.resize(T + 1, P);
+  tr.loss.resize(T + 1);
+  tr.Phi.assign(1, std::vector<Mat<double>>(T + 1));
+  tr.G.assign(1, std::vector<Mat<double>>(T + 1));
+  Mat<double> A, D, Gm, hist_a, hist_g;
+  if (cfg.two_time_kernels) {
+    hist_a.resize(S, static_cast<Eigen::Index>(T + 1) * P);
+    hist_g.resize(S, static_cast<Eigen::Index>(T + 1) * P);
+  }
+  for (int t = 0; t <= T; ++t) {
+    act_both(cfg.phi, H, A, D);
+    Gm = (D.array().colwise() * z.array()).matrix();  // g = phi'(h) z
+    const Vec<double> f = (A.transpose() * z) / (g0 * S);
+    const Vec<double> delta = y - f;
+    tr.f.row(t) = f.transpose();
+    tr.loss[t] = 0.5 * delta.squaredNorm();
+    tr.Phi[0][t] = (A.transpose() * A) * invS;
+    tr.G[0][t] = (Gm.transpose() * Gm) * invS;
+    if (t == 0) tr.ntk0 = tr.Phi[0][0] + Kx.cwiseProduct(tr.G[0][0]);
+    if (cfg.two_time_kernels) {
+      hist_a.middleCols(static_cast<Eigen::Index>(t) * P, P) = A;
+      hist_g.middleCols(static_cast<Eigen::Index>(t) * P, P) = Gm;
+    }
+    if (t == T) break;
+    // h += eta gamma0 K^x (Delta o g);  z += eta gamma0 phi(h) . Delta  (both from old values)
+    const Mat<double> gd = (Gm.array().rowwise() * delta.transpose().array()).matrix();
+    H.noalias() += step * (gd * Kx);
+    z.noalias() += step * (A * delta);
+  }
+  if (cfg.two_time_kernels) {
+    tr.Phi_two.push_back((hist_a.transpose() * hist_a) * invS);
+    tr.G_two.push_back((hist_g.transpose() * hist_g) * invS);
+  }
+  return tr;
+}
+
+namespace {
+
+template <class M>
+void accumulate(M& sum, M& sq, const M& v, bool first) {
+  if (first) {
+    sum = v;
+    sq = v.cwiseProduct(v);
+  } else {
+    sum += v;
+    sq += v.cwiseProduct(v);
+  }
+}
+
+// mean and standard error of the mean from sum and sum of squares over R replicates
+template <class M>
+void finish(M& sum, M& sq, int R) {
+  sum /= R;
+  if (R < 2) {
+    sq.setConstant(std::numeric_limits<double>::quiet_NaN());
+    return;
+  }
+  sq = ((sq / R - sum.cwiseProduct(sum)).cwiseMax(0.0) * (double(R) / (R - 1)) / R).cwiseSqrt();
+}
+
+}  // namespace
+
+DmftResult solve_dmft(const DmftConfig& cfg_in, const Mat<double>& x, const Mat<double>& y_in) {
+  DmftConfig cfg = cfg_in;
+  cfg.validate();
+  if (x.rows() < 1 || x.cols() < 1) throw ConfigError("dmft.x: must be a non-empty [P, D] matrix");
+  if (cfg.P == 0) cfg.P = static_cast<int>(x.rows());
+  if (cfg.P != x.rows()) throw ConfigError("dmft.P: must equal the number of rows of x");
+  if (y_in.size() != cfg.P) throw ConfigError("dmft.y: must have P entries");
+  const Vec<double> y = Eigen::Map<const Vec<double>>(y_in.data(), cfg.P);
+  const Mat<double> Kx = input_kernel(x);
+  const int R = cfg.replicates;
+  std::vector<Trace> traces(R);
+#pragma omp parallel for schedule(dynamic) if (R > 1)
+  for (int r = 0; r < R; ++r) {
+    const uint64_t seed = mix_seed(cfg.seed, static_cast<uint64_t>(r));
+    if (cfg.L == 1) {
+      Vec<double> z;
+      Mat<double> H = sample_fields(Kx, cfg.samples, seed, cfg.antithetic, &z);
+      traces[r] = march_two_layer(cfg, Kx, y, std::move(H), std::move(z));
+    } else {
+      traces[r] = solve_deep_once(cfg, Kx, y, seed);
+    }
+  }
+  DmftResult res;
+  Mat<double> fsq, ntk_sq;
+  Vec<double> lsum, lsq;
+  const int nl = static_cast<int>(traces[0].Phi.size()), nt = cfg.T + 1;
+  res.Phi.assign(nl, std::vector<Mat<double>>(nt));
+  res.G = res.Phi_err = res.G_err = res.Phi;
+  res.Phi_two.resize(traces[0].Phi_two.size());
+  res.G_two.resize(traces[0].G_two.size());
+  for (int r = 0; r < R; ++r) {
+    const Trace& tr = traces[r];
+    const bool first = (r == 0);
+    accumulate(res.f, fsq, tr.f, first);
+    const Vec<double> l = Eigen::Map<const Vec<double>>(tr.loss.data(), nt);
+    accumulate(lsum, lsq, l, first);
+    accumulate(res.ntk0, ntk_sq, tr.ntk0, first);
+    for (int k = 0; k < nl; ++k)
+      for (int t = 0; t < nt; ++t) {
+        accumulate(res.Phi[k][t], res.Phi_err[k][t], tr.Phi[k][t], first);
+        accumulate(res.G[k][t], res.G_err[k][t], tr.G[k][t], first);
+      }
+    for (size_t k = 0; k < tr.Phi_two.size(); ++k) {
+      if (first) {
+        res.Phi_two[k] = tr.Phi_two[k] / R;
+        res.G_two[k] = tr.G_two[k] / R;
+      } else {
+        res.Phi_two[k] += tr.Phi_two[k] / R;
+        res.G_two[k] += tr.G_two[k] / R;
+      }
+    }
+    res.f_replicates.push_back(tr.f);
+  }
+  finish(res.f, fsq, R);
+  res.f_err = fsq;
+  finish(lsum, lsq, R);
+  res.loss.assign(lsum.data(), lsum.data() + nt);
+  res.loss_err.assign(lsq.data(), lsq.data() + nt);
+  finish(res.ntk0, ntk_sq, R);
+  for (int k = 0; k < nl; ++k)
+    for (int t = 0; t < nt; ++t) {
+      finish(res.Phi[k][t], res.Phi_err[k][t], R);
+      finish(res.G[k][t], res.G_err[k][t], R);
+    }
+  res.history = traces[0].history;
+  res.iterations = traces[0].iterations;
+  return res;
+}
+
+}  // namespace moedmft::dmft
