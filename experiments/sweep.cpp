@@ -1,8 +1,6 @@
 #include "experiments/sweep.hpp"
 
-#define TOML_HEADER_ONLY 1
 #include <omp.h>
-#include <toml++/toml.h>
 
 #include <algorithm>
 #include <atomic>
@@ -16,6 +14,7 @@
 
 #include "data/h5/h5.hpp"
 #include "experiments/recorder.hpp"
+#include "experiments/toml_section.hpp"
 #include "experiments/trainer.hpp"
 
 namespace moedmft {
@@ -104,12 +103,7 @@ SweepAxis parse_axis(const toml::table& t, int position) {
 
 SweepSpec parse_sweep_spec(const std::string& toml_text, const std::vector<std::string>& base_sets,
                            const std::string& origin) {
-  toml::table root;
-  try {
-    root = toml::parse(toml_text, origin);
-  } catch (const toml::parse_error& e) {
-    throw ConfigError(origin + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
-  }
+  toml::table root = parse_toml(toml_text, origin);
   SweepSpec spec;
   spec.spec_toml = toml_text;
   spec.base_sets = base_sets;
@@ -129,11 +123,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::vector<std::
     if (!in) throw ConfigError("base_config: cannot read '" + *path + "'");
     std::ostringstream text;
     text << in.rdbuf();
-    try {
-      base = toml::parse(text.str(), *path);
-    } catch (const toml::parse_error& e) {
-      throw ConfigError(*path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
-    }
+    base = parse_toml(text.str(), *path);
   }
   if (const toml::table* inline_base = root["base"].as_table()) merge_into(base, *inline_base);
   // Every point writes its own file; the base's output key is not used.

@@ -15,6 +15,9 @@ struct Command {
 
 // solver/scaling: `exponents` and `diagnose`.
 std::vector<Command> add_scaling_commands(CLI::App& app);
+// solver/dmft: `dmft`.
+std::vector<Command> add_dmft_commands(CLI::App& app);
+
 // experiments/coord_check: `coord-check`.
 std::vector<Command> add_coord_check_commands(CLI::App& app);
 

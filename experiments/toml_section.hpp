@@ -1,0 +1,156 @@
+// Strict reading of TOML configuration tables, shared by the configuration formats: unknown keys
+// and wrong types are one-line errors naming the dotted field, and every key read is written back
+// with its resolved value, so that afterwards the table IS the full configuration.
+#pragma once
+#define TOML_HEADER_ONLY 1
+#include <toml++/toml.h>
+
+#include <cmath>
+#include <set>
+#include <sstream>
+#include <string>
+
+#include "models/types.hpp"
+
+namespace moedmft {
+
+// Reads one TOML table strictly: every read marks the key as known and writes the default back
+// when absent, so that after reading, the table IS the fully resolved configuration.
+class Section {
+ public:
+  Section(toml::table& table, std::string prefix) : t_(table), prefix_(std::move(prefix)) {}
+
+  std::string field(const std::string& key) const { return prefix_ + key; }
+
+  template <class V>
+  V get(const std::string& key, V fallback) {
+    used_.insert(key);
+    toml::node* node = t_.get(key);
+    if (!node) {
+      store(key, fallback);
+      return fallback;
+    }
+    if constexpr (std::is_same_v<V, bool>) {
+      if (auto v = node->value_exact<bool>()) return *v;
+      throw ConfigError(field(key) + ": expected true or false");
+    } else if constexpr (std::is_integral_v<V>) {
+      if (auto v = node->value_exact<int64_t>()) return static_cast<V>(*v);
+      throw ConfigError(field(key) + ": expected an integer");
+    } else if constexpr (std::is_floating_point_v<V>) {
+      if (auto v = node->value<double>()) return *v;
+      throw ConfigError(field(key) + ": expected a number");
+    } else {
+      if (auto v = node->value_exact<std::string>()) return *v;
+      throw ConfigError(field(key) + ": expected a string");
+    }
+  }
+
+  int get_int(const std::string& key, int fallback, long lo, long hi) {
+    const int64_t v = get<int64_t>(key, fallback);
+    if (v < lo || v > hi)
+      throw ConfigError(field(key) + ": " + std::to_string(v) + " is out of range (allowed: " + std::to_string(lo) +
+                        " .. " + std::to_string(hi) + ")");
+    return int(v);
+  }
+
+  double get_number(const std::string& key, double fallback, double lo, double hi, const char* allowed) {
+    const double v = get<double>(key, fallback);
+    if (!std::isfinite(v) || v < lo || v > hi) {
+      std::ostringstream msg;
+      msg << field(key) << ": " << v << " is out of range (allowed: " << allowed << ")";
+      throw ConfigError(msg.str());
+    }
+    return v;
+  }
+
+  Section sub(const std::string& key) {
+    used_.insert(key);
+    toml::node* node = t_.get(key);
+    if (!node) node = &t_.insert_or_assign(key, toml::table{}).first->second;
+    if (!node->is_table()) throw ConfigError(field(key) + ": expected a table");
+    return Section(*node->as_table(), field(key) + ".");
+  }
+
+  toml::table& table() { return t_; }
+  void mark_all_used() {
+    for (auto& [k, v] : t_) used_.insert(std::string(k.str()));
+  }
+
+  // Any key never asked for is a typo or an unsupported option.
+  void finish() const {
+    for (auto& [k, v] : t_) {
+      const std::string key(k.str());
+      if (!used_.count(key)) {
+        std::string allowed;
+        for (const auto& u : used_) allowed += (allowed.empty() ? "" : ", ") + u;
+        throw ConfigError(field(key) + ": unknown key (allowed: " + allowed + ")");
+      }
+    }
+  }
+
+ private:
+  template <class V>
+  void store(const std::string& key, const V& value) {
+    if constexpr (std::is_same_v<V, bool> || std::is_floating_point_v<V>)
+      t_.insert_or_assign(key, value);
+    else if constexpr (std::is_integral_v<V>)
+      t_.insert_or_assign(key, int64_t(value));
+    else
+      t_.insert_or_assign(key, std::string(value));
+  }
+
+  toml::table& t_;
+  std::string prefix_;
+  std::set<std::string> used_;
+};
+
+// Applies one 'dotted.key=value' override: the value is read as TOML, else as a bare string.
+inline void apply_override(toml::table& root, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw ConfigError("--set: '" + assignment + "' is not of the form key=value");
+  const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
+  toml::table* current = &root;
+  std::stringstream parts(key);
+  std::string part, last;
+  std::vector<std::string> path;
+  while (std::getline(parts, part, '.')) path.push_back(part);
+  for (size_t i = 0; i + 1 < path.size(); ++i) {
+    toml::node* node = current->get(path[i]);
+    if (!node) node = &current->insert_or_assign(path[i], toml::table{}).first->second;
+    if (!node->is_table()) throw ConfigError("--set " + key + ": '" + path[i] + "' is not a table");
+    current = node->as_table();
+  }
+  // Read the value as TOML (numbers, booleans, quoted strings); anything else is a bare string.
+  try {
+    toml::table parsed = toml::parse("v = " + text);
+    current->insert_or_assign(path.back(), *parsed.get("v"));
+  } catch (const toml::parse_error&) {
+    current->insert_or_assign(path.back(), text);
+  }
+}
+
+template <class E>
+E get_enum(Section& s, const std::string& key, const std::string& fallback, E (*parse)(const std::string&)) {
+  const std::string value = s.get<std::string>(key, fallback);
+  try {
+    return parse(value);
+  } catch (const ConfigError& e) {
+    // Re-label with this section's field name while keeping the allowed list.
+    const std::string what = e.what();
+    throw ConfigError(s.field(key) + what.substr(what.find(':')));
+  }
+}
+
+// Parses TOML text, reporting a syntax error as "origin:line: description".
+inline toml::table parse_toml(const std::string& text, const std::string& origin) {
+  try {
+    return toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << origin << ":" << e.source().begin.line << ": " << e.description();
+    throw ConfigError(msg.str());
+  }
+}
+
+}  // namespace moedmft
