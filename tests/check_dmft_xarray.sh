@@ -15,7 +15,7 @@ ds = xr.open_dataset(sys.argv[1], engine="h5netcdf")
 assert ds.f.dims == ("step", "point") and ds.sizes["step"] == 21 and ds.sizes["point"] == 6, ds.f.dims
 assert ds.Phi.dims == ("layer", "step", "point", "point2") and ds.sizes["layer"] == 2
 assert ds.f_replicates.dims == ("replicate", "step", "point") and ds.sizes["replicate"] == 3
-assert abs(float(ds.f.isel(step=0).max())) == 0.0          # antithetic pairs: f(0) = 0 exactly
+assert float(abs(ds.f.isel(step=0)).max()) < 1e-12      # antithetic pairs: f(0) = 0 up to round-off
 assert float(ds.loss[-1]) < float(ds.loss[0])               # it trains
 K = ds.Phi.isel(layer=0, step=-1).values
 assert np.allclose(K, K.T) and np.linalg.eigvalsh(K).min() > -1e-10   # symmetric PSD

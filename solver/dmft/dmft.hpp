@@ -27,7 +27,7 @@ struct DmftConfig {
   double eta = 0.1;          // DMFT learning rate (network: gamma0^2 N eta)
   Activation phi = Activation::tanh;
   uint64_t seed = 1;
-  bool antithetic = true;    // samples in pairs (u, z) and (u, -z): f(0) = 0 exactly (S even)
+  bool antithetic = true;    // samples in pairs (u, z) and (u, -z): f(0) = 0 to round-off (S even)
   bool two_time_kernels = false;  // also return Phi(t,s), G(t,s) over all (t,s)
   // L >= 2 only.
   DeepMethod method = DeepMethod::sweep;
