@@ -1,7 +1,6 @@
 #include "experiments/run_config.hpp"
 
 #include <cmath>
-#include <fstream>
 #include <sstream>
 
 #include "experiments/toml_section.hpp"
@@ -172,14 +171,7 @@ RunConfig parse_run_config(const std::string& toml_text, const std::vector<std::
 }
 
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::string text;
-  if (!path.empty()) {
-    std::ifstream in(path);
-    if (!in) throw ConfigError("--config: cannot read '" + path + "'");
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    text = buffer.str();
-  }
+  const std::string text = path.empty() ? std::string() : read_config_text(path, "--config");
   return parse_run_config(text, overrides, path.empty() ? "defaults" : path);
 }
 

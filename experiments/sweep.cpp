@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "data/h5/h5.hpp"
@@ -119,11 +118,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::vector<std::
 
   toml::table base;
   if (auto path = root["base_config"].value<std::string>()) {
-    std::ifstream in(*path);
-    if (!in) throw ConfigError("base_config: cannot read '" + *path + "'");
-    std::ostringstream text;
-    text << in.rdbuf();
-    base = parse_toml(text.str(), *path);
+    base = parse_toml(read_config_text(*path, "base_config"), *path);
   }
   if (const toml::table* inline_base = root["base"].as_table()) merge_into(base, *inline_base);
   // Every point writes its own file; the base's output key is not used.
@@ -152,11 +147,7 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::vector<std::
 }
 
 SweepSpec load_sweep_spec(const std::string& path, const std::vector<std::string>& base_sets) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError("--config: cannot read '" + path + "'");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_sweep_spec(text.str(), base_sets, path);
+  return parse_sweep_spec(read_config_text(path, "--config"), base_sets, path);
 }
 
 std::vector<SweepPoint> expand_grid(const SweepSpec& spec) {

@@ -6,6 +6,7 @@
 #include <toml++/toml.h>
 
 #include <cmath>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
@@ -140,6 +141,15 @@ E get_enum(Section& s, const std::string& key, const std::string& fallback, E (*
     const std::string what = e.what();
     throw ConfigError(s.field(key) + what.substr(what.find(':')));
   }
+}
+
+// The text of a configuration file; `field` names the option or key that gave the path.
+inline std::string read_config_text(const std::string& path, const std::string& field) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(field + ": cannot read '" + path + "'");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
 }
 
 // Parses TOML text, reporting a syntax error as "origin:line: description".

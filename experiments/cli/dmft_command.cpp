@@ -1,7 +1,6 @@
 // `moedmft dmft --config dmft.toml`: the infinite-width (DMFT) training dynamics of a dense network
 // on a dataset, written to HDF5 with named dimensions (step, point, point2, layer, replicate, feature).
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 
@@ -28,14 +27,7 @@ dmft::DeepMethod parse_method(const std::string& s) {
 }
 
 DmftRun read_dmft_config(const std::string& path, const std::vector<std::string>& sets) {
-  std::string text;
-  if (!path.empty()) {
-    std::ifstream in(path);
-    if (!in) throw ConfigError("--config: cannot read '" + path + "'");
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    text = buffer.str();
-  }
+  const std::string text = path.empty() ? std::string() : read_config_text(path, "--config");
   toml::table root = parse_toml(text, path.empty() ? "defaults" : path);
   for (const auto& s : sets) apply_override(root, s);
   DmftRun run;
