@@ -8,19 +8,12 @@
 #include "models/random.hpp"
 #include "solver/dmft/dmft.hpp"
 #include "solver/dmft/references.hpp"
+#include "test_support.hpp"
 
 using namespace moedmft;
 using namespace moedmft::dmft;
 
 namespace {
-
-Mat<double> rand_mat(int r, int c, uint64_t seed) {
-  Rng rng(seed);
-  Mat<double> m(r, c);
-  for (int i = 0; i < r; ++i)
-    for (int j = 0; j < c; ++j) m(i, j) = rng.normal();
-  return m;
-}
 
 // max over entries of |a - b| / err (err floored at tiny to avoid 0/0 where both are exact)
 double max_z(const Mat<double>& a, const Mat<double>& b, const Mat<double>& err) {
@@ -46,9 +39,9 @@ TEST_CASE("dmft linear references agree with each other", "[dmft]") {
   const Mat<double> fc = linear_cov_flow(K1, y1, g0, times);
   for (size_t i = 0; i < times.size(); ++i) CHECK(std::abs(fs[i] - fc(i, 0)) < 1e-9);
   // Discrete GD converges to the flow at first order in eta: the gap halves with eta.
-  const Mat<double> x = rand_mat(3, 5, 3);
+  const Mat<double> x = testing::random_matrix(3, 5, 3);
   const Mat<double> Kx = input_kernel(x);
-  const Vec<double> yv = rand_mat(3, 1, 4);
+  const Vec<double> yv = testing::random_matrix(3, 1, 4);
   const Mat<double> flow = linear_cov_flow(Kx, yv, g0, {1.0});
   const double e1 = (linear_cov_discrete(Kx, yv, g0, 0.01, 100).row(100) - flow.row(0)).norm();
   const double e2 = (linear_cov_discrete(Kx, yv, g0, 0.005, 200).row(200) - flow.row(0)).norm();
@@ -59,8 +52,8 @@ TEST_CASE("dmft linear references agree with each other", "[dmft]") {
 TEST_CASE("dmft two-layer linear network matches the ODE references in error bars", "[dmft]") {
   struct Case { int P, D; double g0; };
   for (Case c : {Case{1, 4, 1.0}, Case{3, 5, 1.5}}) {
-    const Mat<double> x = rand_mat(c.P, c.D, 21 + c.P);
-    const Vec<double> y = rand_mat(c.P, 1, 31 + c.P);
+    const Mat<double> x = testing::random_matrix(c.P, c.D, 21 + c.P);
+    const Vec<double> y = testing::random_matrix(c.P, 1, 31 + c.P);
     DmftConfig cfg;
     cfg.phi = Activation::identity;
     cfg.gamma0 = c.g0;
@@ -102,7 +95,7 @@ TEST_CASE("dmft two-layer linear network matches the ODE references in error bar
 }
 
 TEST_CASE("dmft initial kernels match NNGP closed forms in error bars", "[dmft]") {
-  const Mat<double> x = rand_mat(4, 6, 41);
+  const Mat<double> x = testing::random_matrix(4, 6, 41);
   const Mat<double> Kx = input_kernel(x);
   // Quadrature sanity: exact for identity, close to the arc-cosine form for relu.
   const InitKernels qi = quadrature_init_kernels(Activation::identity, Kx);
@@ -117,7 +110,7 @@ TEST_CASE("dmft initial kernels match NNGP closed forms in error bars", "[dmft]"
     cfg.samples = 2048;
     cfg.replicates = 12;
     cfg.seed = 7;
-    const DmftResult r = solve_dmft(cfg, x, rand_mat(4, 1, 42));
+    const DmftResult r = solve_dmft(cfg, x, testing::random_matrix(4, 1, 42));
     const InitKernels k = a == Activation::relu ? relu : quadrature_init_kernels(a, Kx);
     const double zp = max_z(r.Phi[0][0], k.Phi, r.Phi_err[0][0]);
     const double zg = max_z(r.G[0][0], k.G, r.G_err[0][0]);
@@ -134,8 +127,8 @@ TEST_CASE("dmft initial kernels match NNGP closed forms in error bars", "[dmft]"
 }
 
 TEST_CASE("dmft lazy limit: deviation from frozen-kernel GD is O(gamma0^2)", "[dmft]") {
-  const Mat<double> x = rand_mat(4, 6, 51);
-  const Vec<double> y = rand_mat(4, 1, 52);
+  const Mat<double> x = testing::random_matrix(4, 6, 51);
+  const Vec<double> y = testing::random_matrix(4, 1, 52);
   std::vector<double> g0s{0.05, 0.1, 0.2}, logd, logg;
   for (double g0 : g0s) {
     DmftConfig cfg;
@@ -167,14 +160,14 @@ TEST_CASE("dmft lazy limit: deviation from frozen-kernel GD is O(gamma0^2)", "[d
 }
 
 TEST_CASE("dmft kernels are symmetric PSD and the two-time diagonal is the equal-time kernel", "[dmft]") {
-  const Mat<double> x = rand_mat(3, 4, 61);
+  const Mat<double> x = testing::random_matrix(3, 4, 61);
   DmftConfig cfg;
   cfg.phi = Activation::gelu;
   cfg.T = 20;
   cfg.samples = 256;
   cfg.replicates = 2;
   cfg.two_time_kernels = true;
-  const DmftResult r = solve_dmft(cfg, x, rand_mat(3, 1, 62));
+  const DmftResult r = solve_dmft(cfg, x, testing::random_matrix(3, 1, 62));
   for (int t = 0; t <= cfg.T; ++t) {
     for (const Mat<double>* m : {&r.Phi[0][t], &r.G[0][t]}) {
       CHECK((*m - m->transpose()).cwiseAbs().maxCoeff() < 1e-12);
@@ -189,8 +182,8 @@ TEST_CASE("dmft kernels are symmetric PSD and the two-time diagonal is the equal
 }
 
 TEST_CASE("dmft config validation names the field", "[dmft]") {
-  const Mat<double> x = rand_mat(3, 4, 71);
-  const Mat<double> y = rand_mat(3, 1, 72);
+  const Mat<double> x = testing::random_matrix(3, 4, 71);
+  const Mat<double> y = testing::random_matrix(3, 1, 72);
   auto msg = [&](DmftConfig c, const Mat<double>& yy) {
     try {
       solve_dmft(c, x, yy);
@@ -211,5 +204,5 @@ TEST_CASE("dmft config validation names the field", "[dmft]") {
   c = DmftConfig{};
   c.L = 0;
   CHECK(msg(c, y).find("dmft.L") == 0);
-  CHECK(msg(DmftConfig{}, rand_mat(2, 1, 1)).find("dmft.y") == 0);
+  CHECK(msg(DmftConfig{}, testing::random_matrix(2, 1, 1)).find("dmft.y") == 0);
 }

@@ -9,19 +9,12 @@
 #include "solver/dmft/activation.hpp"
 #include "solver/dmft/dmft.hpp"
 #include "solver/dmft/references.hpp"
+#include "test_support.hpp"
 
 using namespace moedmft;
 using namespace moedmft::dmft;
 
 namespace {
-
-Mat<double> random_x(int P, int D, uint64_t seed) {
-  Rng rng(seed);
-  Mat<double> x(P, D);
-  for (int i = 0; i < P; ++i)
-    for (int j = 0; j < D; ++j) x(i, j) = rng.normal();
-  return x;
-}
 
 Vec<double> random_y(int P, uint64_t seed) {
   Rng rng(seed);
@@ -59,7 +52,7 @@ Mat<double> train_network(Activation a, const Mat<double>& x, const Vec<double>&
 
 TEST_CASE("dmft two-layer solver reproduces a width-S network bit for bit", "[dmft]") {
   const int P = 5, D = 7, S = 64, T = 40;
-  const Mat<double> x = random_x(P, D, 11);
+  const Mat<double> x = testing::random_matrix(P, D, 11);
   const Vec<double> y = random_y(P, 12);
   for (Activation a : {Activation::gelu, Activation::tanh, Activation::relu, Activation::identity}) {
     Rng rng(mix_seed(99, static_cast<uint64_t>(a)));
