@@ -248,8 +248,7 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
       const ResolvedParam resolved = resolve_run_param(cfg, &table);
       auto run = [&](auto precision_tag) {
         using T = decltype(precision_tag);
-        MoeNetwork<T> net(cfg.shape, cfg.model, resolved);
-        net.initialize(cfg.seed);
+        MoeNetwork<T> net = build_network<T>(cfg, resolved);
         const MoeNetwork<T> initial = net;
         const RunOutcome outcome = train_run(cfg, data, net);
         if (outcome.diverged) ++diverged;

@@ -56,6 +56,27 @@ RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides) 
 }
 
 template <class T>
+MoeNetwork<T> build_network(const RunConfig& cfg, const ResolvedParam& resolved) {
+  MoeNetwork<T> net(cfg.shape, cfg.model, resolved);
+  if (cfg.train.init_from.empty()) {
+    net.initialize(cfg.seed);
+    return net;
+  }
+  std::string failure;
+  // The HDF5 library is not thread-safe: one lock for every file access in the process.
+#pragma omp critical(moedmft_hdf5)
+  try {
+    load_weights_file(cfg.train.init_from, net, cfg.train.init_group);
+  } catch (const ConfigError& e) {
+    failure = e.what();
+  } catch (const std::exception& e) {
+    failure = std::string("train.init_from: ") + e.what();
+  }
+  if (!failure.empty()) throw ConfigError(failure);
+  return net;
+}
+
+template <class T>
 double accuracy(const Mat<T>& f, const Mat<T>& y, const std::vector<int>& labels) {
   long correct = 0;
   for (Eigen::Index t = 0; t < f.rows(); ++t) {
@@ -153,6 +174,8 @@ RunOutcome train_run(const RunConfig& cfg, const RunData& data, MoeNetwork<T>& n
   return train_run(cfg, data, static_cast<TrainingEngine<T>&>(engine), progress);
 }
 
+template MoeNetwork<float> build_network<float>(const RunConfig&, const ResolvedParam&);
+template MoeNetwork<double> build_network<double>(const RunConfig&, const ResolvedParam&);
 template double accuracy<float>(const Mat<float>&, const Mat<float>&, const std::vector<int>&);
 template double accuracy<double>(const Mat<double>&, const Mat<double>&, const std::vector<int>&);
 template RunOutcome train_run<float>(const RunConfig&, const RunData&, TrainingEngine<float>&, const ProgressFn&);

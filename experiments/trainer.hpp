@@ -21,6 +21,12 @@ struct RunData {
 // from the file (and re-resolves cfg.resolved_toml) when the config left them at the defaults.
 RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides);
 
+// The network a run starts from: built from the resolved parameterization and initialised from
+// cfg.seed, or loaded from train.init_from (errors name that field). The file is read under the
+// process-wide HDF5 lock, so parallel sweep points may call this.
+template <class T>
+MoeNetwork<T> build_network(const RunConfig& cfg, const ResolvedParam& resolved);
+
 struct RunOutcome {
   std::vector<double> train_loss;      // [steps] loss of the batch each step trained on
   std::vector<double> train_accuracy;  // [steps] classification only

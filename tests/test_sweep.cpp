@@ -147,3 +147,22 @@ TEST_CASE("a sweep killed mid-run resumes without redoing or corrupting finished
   CHECK(h5::read_double(a, "diverged") == std::vector<double>{0, 0, 1, 0, 0, 1});
   CHECK(h5::dims_of(a, "diagnostics")[0] == 2);
 }
+
+TEST_CASE("sweep points start from train.init_from when the base config names it", "[sweep]") {
+  const testing::Scratch dir("sweep_init_from");
+  const std::string binary = std::string(MOEDMFT_BINARY_DIR) + "/experiments/moedmft";
+  const std::string start = dir.file("start.h5"), out = dir.file("sweep.h5"), spec_path = dir.file("sweep.toml");
+  const std::string model = " --set model.N=12 --set model.Ne=10 --set model.M=4 --set train.steps=5";
+  REQUIRE(std::system((binary + " train -q --set seed=77" + model + " -o " + start + " > /dev/null").c_str()) == 0);
+  std::ofstream(spec_path) << "output = \"" << out << "\"\n[base.model]\nN = 12\nNe = 10\nM = 4\n"
+                           << "[base.train]\nsteps = 5\ninit_from = \"" << start << "\"\ninit_group = \"weights_init\"\n"
+                           << "[[axis]]\nname = \"lr\"\nkey = \"optim.lr\"\nvalues = [0.01, 0.1]\n";
+  REQUIRE(std::system((binary + " sweep -q -c " + spec_path + " > /dev/null").c_str()) == 0);
+  h5::File source(start, h5::Mode::read);
+  for (long p = 0; p < 2; ++p) {
+    h5::File point(out + ".points/p" + std::to_string(p) + ".h5", h5::Mode::read);
+    for (const char* w : {"w_in", "w_router", "w_expert1", "w_expert2", "w_out"})
+      CHECK(h5::read_double(point, std::string("weights_init/") + w) ==
+            h5::read_double(source, std::string("weights_init/") + w));
+  }
+}

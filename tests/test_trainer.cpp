@@ -8,7 +8,6 @@
 #include "data/h5/h5.hpp"
 #include "experiments/recorder.hpp"
 #include "experiments/trainer.hpp"
-#include "models/checkpoint.hpp"
 #include "test_support.hpp"
 
 using namespace moedmft;
@@ -37,11 +36,7 @@ Trained run(const std::vector<std::string>& sets, const std::string& output = ""
   t.data = prepare_data(t.cfg, sets);
   ParamTable table;
   const ResolvedParam p = resolve_run_param(t.cfg, &table);
-  MoeNetwork<double> net(t.cfg.shape, t.cfg.model, p);
-  if (t.cfg.train.init_from.empty())
-    net.initialize(t.cfg.seed);
-  else
-    load_weights_file(t.cfg.train.init_from, net, t.cfg.train.init_group);
+  MoeNetwork<double> net = build_network<double>(t.cfg, p);
   const MoeNetwork<double> initial = net;
   t.outcome = train_run(t.cfg, t.data, net);
   if (!output.empty()) {

@@ -13,7 +13,6 @@
 #include "experiments/run_config.hpp"
 #include "experiments/sweep.hpp"
 #include "experiments/trainer.hpp"
-#include "models/checkpoint.hpp"
 #include "moedmft_version.hpp"
 
 using namespace moedmft;
@@ -88,17 +87,7 @@ int run_training(RunConfig& cfg, const TrainArgs& args, const std::string& cmdli
   if (!args.save_data.empty()) save_hdf5_dataset(args.save_data, data.train);
   ParamTable table;
   const ResolvedParam resolved = resolve_run_param(cfg, &table);
-  MoeNetwork<T> net(cfg.shape, cfg.model, resolved);
-  if (cfg.train.init_from.empty())
-    net.initialize(cfg.seed);
-  else
-    try {
-      load_weights_file(cfg.train.init_from, net, cfg.train.init_group);
-    } catch (const ConfigError&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw ConfigError(std::string("train.init_from: ") + e.what());
-    }
+  MoeNetwork<T> net = build_network<T>(cfg, resolved);
   const MoeNetwork<T> initial = net;
 
   const Shape& s = cfg.shape;
