@@ -8,6 +8,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "models/gating.hpp"
 #include "models/random.hpp"
 
 namespace moedmft {
@@ -205,7 +206,6 @@ template <class T>
 void MoeNetwork<T>::route(int l, BlockCache<T>& bc) const {
   const int B = int(bc.psi.rows()), M = shape_.M, K = shape_.K;
   const bool topk = options_.routing == Routing::topk;
-  const T c = T(param_.gate_factor);
   bc.gate_raw.setZero(B, M);
   bc.gates.setZero(B, M);
   std::vector<int>& chosen = bc.selection;
@@ -214,7 +214,7 @@ void MoeNetwork<T>::route(int l, BlockCache<T>& bc) const {
   {
     std::vector<double> score(M);
     std::vector<int> sel;
-    std::vector<T> q(K);
+    std::vector<T> q(K), g(K);
 #pragma omp for
     for (int t = 0; t < B; ++t) {
       const T* psi = bc.psi.row(t).data();
@@ -228,30 +228,10 @@ void MoeNetwork<T>::route(int l, BlockCache<T>& bc) const {
         sel.resize(M);
         std::iota(sel.begin(), sel.end(), 0);
       }
-      switch (options_.gate) {
-        case GateFn::sigmoid:
-          for (int j = 0; j < K; ++j) q[j] = T(1) / (T(1) + std::exp(-psi[sel[j]]));
-          break;
-        case GateFn::linear:
-          for (int j = 0; j < K; ++j) q[j] = psi[sel[j]];
-          break;
-        case GateFn::softmax: {
-          T mx = psi[sel[0]];
-          for (int j = 1; j < K; ++j) mx = std::max(mx, psi[sel[j]]);
-          T sum = 0;
-          for (int j = 0; j < K; ++j) sum += q[j] = std::exp(psi[sel[j]] - mx);
-          for (int j = 0; j < K; ++j) q[j] /= sum;
-          break;
-        }
-      }
-      T norm = T(1);
-      if (options_.renormalize) {
-        norm = 0;
-        for (int j = 0; j < K; ++j) norm += q[j];
-      }
+      gate_values(options_.gate, options_.renormalize, param_.gate_factor, psi, sel, q.data(), g.data());
       for (int j = 0; j < K; ++j) {
         bc.gate_raw(t, sel[j]) = q[j];
-        bc.gates(t, sel[j]) = c * q[j] / norm;
+        bc.gates(t, sel[j]) = g[j];
         chosen[size_t(t) * K + j] = sel[j];
       }
     }
@@ -440,37 +420,16 @@ void MoeNetwork<T>::backward_block(int l, const BlockCache<T>& bc, const Mat<T>&
 
   // Gate Jacobian, per token over its selected experts (the selection itself has no gradient).
   Mat<T> d_psi = Mat<T>::Zero(B, M);
-  const T c = T(param_.gate_factor);
   std::vector<int> sel;
-  std::vector<T> dq(K), q(K);
+  std::vector<T> dg(K), q(K), dpsi(K);
   for (int t = 0; t < B; ++t) {
     sel.assign(bc.selection.begin() + size_t(t) * K, bc.selection.begin() + size_t(t + 1) * K);
-    const int k = int(sel.size());
-    T norm = T(1), weighted = T(0);
-    for (int j = 0; j < k; ++j) q[j] = bc.gate_raw(t, sel[j]);
-    if (options_.renormalize) {
-      norm = 0;
-      for (int j = 0; j < k; ++j) norm += q[j];
-      for (int j = 0; j < k; ++j) weighted += d_gates(t, sel[j]) * q[j];
+    for (int j = 0; j < K; ++j) {
+      q[j] = bc.gate_raw(t, sel[j]);
+      dg[j] = d_gates(t, sel[j]);
     }
-    for (int j = 0; j < k; ++j) {
-      const T dg = d_gates(t, sel[j]);
-      dq[j] = options_.renormalize ? c * (dg / norm - weighted / (norm * norm)) : c * dg;
-    }
-    switch (options_.gate) {
-      case GateFn::sigmoid:
-        for (int j = 0; j < k; ++j) d_psi(t, sel[j]) = dq[j] * q[j] * (T(1) - q[j]);
-        break;
-      case GateFn::linear:
-        for (int j = 0; j < k; ++j) d_psi(t, sel[j]) = dq[j];
-        break;
-      case GateFn::softmax: {
-        T dot = 0;
-        for (int j = 0; j < k; ++j) dot += dq[j] * q[j];
-        for (int j = 0; j < k; ++j) d_psi(t, sel[j]) = q[j] * (dq[j] - dot);
-        break;
-      }
-    }
+    gate_backward(options_.gate, options_.renormalize, param_.gate_factor, q.data(), dg.data(), K, dpsi.data());
+    for (int j = 0; j < K; ++j) d_psi(t, sel[j]) = dpsi[j];
   }
   MatMap<T>(grads[int(Group::router)].data() + long(l) * N * M, N, M).noalias() =
       s_r * (bc.input.transpose() * d_psi);
