@@ -18,6 +18,9 @@ std::vector<Command> add_scaling_commands(CLI::App& app);
 // solver/dmft: `dmft`.
 std::vector<Command> add_dmft_commands(CLI::App& app);
 
+// solver/dmft MoE limit: `dmft-moe` and `converge`.
+std::vector<Command> add_moe_limit_commands(CLI::App& app);
+
 // experiments/coord_check: `coord-check`.
 std::vector<Command> add_coord_check_commands(CLI::App& app);
 

@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
   std::vector<cli::Command> modules = cli::add_scaling_commands(app);
   for (auto& command : cli::add_coord_check_commands(app)) modules.push_back(std::move(command));
   for (auto& command : cli::add_dmft_commands(app)) modules.push_back(std::move(command));
+  for (auto& command : cli::add_moe_limit_commands(app)) modules.push_back(std::move(command));
 
   std::string show_name;
   CLI::App* params = app.add_subcommand("params", "list the built-in parameterizations, or print one as TOML");

@@ -1,0 +1,75 @@
+// Regime-I DMFT of the MLP-MoE (N, Ne -> infinity with Ne/N fixed; M, K fixed), full-batch SGD on
+// the simulator's mean-squared loss. Derivation, scale factors and the top-K tie rule:
+// docs/dmft_moe.md. The limit is stated for the simulator's own network (model.md section 2) with
+// one block, no residual and one output, so a finite run and the limit share every constant.
+//
+// Three single-site populations: residual neurons of h1 (field u1, router weights R = N s_r w_r),
+// the hidden neurons of each expert (field u2_m), and the neurons of hagg (fields o_m per expert,
+// readout z = N s_out w_out). expert1 and expert2 are hidden-to-hidden, so the march carries the
+// forward and backward response terms (Stein estimates against causal Cholesky factors).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/parameterization.hpp"
+#include "models/types.hpp"
+
+namespace moedmft::dmft {
+
+// Width-independent constants of the limit; multipliers are folded into effective weights s*W.
+struct MoeLimitConstants {
+  double sigma_in = 1;                   // init std of s_in w_in: u1(0) ~ N(0, sigma_in^2 x x^T)
+  double lr_in = 0;                      // s_in^2 eta_in / N
+  double c_router = 0, lr_router = 0;    // N s_r sigma_r (0 with zero init), N s_r^2 eta_r
+  double c_expert1 = 1, lr_expert1 = 0;  // sqrt(N) s_1 sigma_1, s_1^2 eta_1
+  double c_expert2 = 1, lr_expert2 = 0;  // sqrt(Ne) s_2 sigma_2, s_2^2 eta_2 Ne/N
+  double c_out = 0, lr_out = 0;          // N s_out sigma_out (0 with zero init), N s_out^2 eta_out
+  double gate = 1;                       // gate factor x aggregation factor x residual multiplier
+  double ratio = 1;                      // Ne / N
+};
+
+// Constants of a resolved table at one shape (SGD LRs: the resolved group lr).
+MoeLimitConstants limit_constants(const ResolvedParam& p, const Shape& shape);
+
+// Resolves the table at the given shape and at twice its N and Ne; throws ConfigError naming the
+// group and the power of N when a constant moves (the table has no regime-I limit, e.g. SP).
+MoeLimitConstants regime1_constants(const ParamTable& table, const Shape& shape, int m_base,
+                                    const ResolveInputs& inputs);
+
+struct MoeDmftConfig {
+  int T = 50;                // full-batch steps (outputs at t = 0..T)
+  int samples = 1024;        // per population and replicate
+  int replicates = 4;        // independent solves; error bars are their standard error
+  uint64_t seed = 1;
+  bool antithetic = true;    // pairs with negated readout/router/backward noise: f(0) = psi(0) = 0
+  double jitter = 1e-9;      // relative pivot floor of the causal Cholesky factors
+  Activation phi = Activation::gelu;
+  int M = 8, K = 8;
+  Routing routing = Routing::soft;
+  GateFn gate = GateFn::sigmoid;
+  bool renormalize = false;
+  MoeLimitConstants k;
+  void validate() const;     // ConfigError naming the field
+};
+
+// Every [T+1, ...] output is the replicate mean; *_err its standard error.
+struct MoeDmftResult {
+  Mat<double> f, f_err;                          // [T+1, P]
+  std::vector<double> loss, loss_err;            // [T+1] mean_mu (f - y)^2 (PyTorch mse_loss)
+  Mat<double> psi, psi_err;                      // [T+1, M*P] router logits, column m*P + mu
+  Mat<double> gates;                             // [T+1, M*P]
+  Mat<double> load;                              // [T+1, M] fraction of tokens routed to m
+  // RMS (over tokens and neurons) of hagg and its four terms: init, propagating, effective, cross.
+  Mat<double> agg, agg_err;                      // [T+1, 5]
+  Mat<double> rms, rms_err;                      // [T+1, 3]: RMS of h1, a (experts), o (experts)
+  std::vector<Mat<double>> phi1, phi2, g2;       // equal-time kernels [T+1] x [P, P] (experts: mean over m)
+  Mat<double> readout_kernel;                    // [T+1, T+1] <z(t) z(s)>
+  std::vector<Mat<double>> f_replicates;         // [R] each [T+1, P]
+  std::vector<std::vector<double>> loss_replicates;
+};
+
+// x [P, D], y [P]: the full training set.
+MoeDmftResult solve_moe_dmft(const MoeDmftConfig& cfg, const Mat<double>& x, const Vec<double>& y);
+
+}  // namespace moedmft::dmft
