@@ -5,16 +5,22 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
+#include <memory>
+#include <mutex>
 #include <sstream>
 
 #include "data/h5/h5.hpp"
 #include "experiments/recorder.hpp"
 #include "experiments/toml_section.hpp"
 #include "experiments/trainer.hpp"
+#include "models/diagnostics.hpp"
+#include "models/multirun.hpp"
 
 namespace moedmft {
 namespace fs = std::filesystem;
@@ -108,13 +114,18 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::vector<std::
   spec.base_sets = base_sets;
   for (const auto& [k, v] : root) {
     const std::string key(k.str());
-    if (key != "output" && key != "parallel" && key != "base_config" && key != "base" && key != "axis")
-      throw ConfigError(key + ": unknown key (allowed: output, parallel, base_config, base, axis)");
+    if (key != "output" && key != "parallel" && key != "batch_runs" && key != "base_config" && key != "base" &&
+        key != "axis")
+      throw ConfigError(key + ": unknown key (allowed: output, parallel, batch_runs, base_config, base, axis)");
   }
   spec.output = root["output"].value_or(std::string("results/sweep.h5"));
   const int64_t parallel = root["parallel"].value_or(int64_t(0));
   if (parallel < 0 || parallel > 1024) throw ConfigError("parallel: out of range (allowed: 0 .. 1024, 0 = all cores)");
   spec.parallel = int(parallel);
+  if (const toml::node* batch = root.get("batch_runs")) {
+    if (!batch->is_boolean()) throw ConfigError("batch_runs: must be true or false (got " + node_text(*batch) + ")");
+    spec.batch_runs = *batch->value<bool>();
+  }
 
   toml::table base;
   if (auto path = root["base_config"].value<std::string>()) {
@@ -196,6 +207,142 @@ std::string point_file(const SweepSpec& spec, long index) {
   return spec.output + ".points/p" + std::to_string(index) + ".h5";
 }
 
+namespace {
+
+// What points must share to be trained as one multi-run group: everything but the seed, the
+// parameterization ([param]: table, knobs, overrides) and the optimizer ([optim]: kind, LR,
+// schedule, ...). [model], [data], [train] and the precision must be equal.
+std::string batch_group_key(const RunConfig& cfg) {
+  toml::table t = parse_toml(cfg.resolved_toml, "resolved config");
+  for (const char* varying : {"seed", "output", "param", "optim"}) t.erase(varying);
+  return node_text(t);
+}
+
+// prepare_data under the process-wide HDF5 lock when it reads a file; the teacher source is
+// generated without HDF5 (and is thread-safe), so points prepare it concurrently.
+RunData prepare_point_data(RunConfig& cfg, const std::vector<std::string>& sets) {
+  if (cfg.data.source == "teacher") return prepare_data(cfg, sets);
+  RunData data;
+  std::exception_ptr failure;
+#pragma omp critical(moedmft_hdf5)
+  try {
+    data = prepare_data(cfg, sets);
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) std::rethrow_exception(failure);
+  return data;
+}
+
+std::vector<int> label_slice(const std::vector<int>& labels, long begin, long count) {
+  if (labels.empty()) return {};
+  return std::vector<int>(labels.begin() + begin, labels.begin() + begin + count);
+}
+
+// Trains the points of one group through MultiRunEngine (one thread: the sweep already runs one
+// unit per thread) and fills each point's outcome exactly as train_run does: per-step loss and
+// accuracy, and at the diagnostics cadence the probe's row and the validation loss (measured
+// on each run right after its step), all NaN after a divergence.
+template <class T>
+void train_batched_group(const std::vector<RunConfig>& cfgs, const std::vector<ResolvedParam>& resolved,
+                         const RunData& data, std::vector<MoeNetwork<T>>& initial, std::vector<MoeNetwork<T>>& final_nets,
+                         std::vector<RunOutcome>& outcomes) {
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  const RunConfig& first = cfgs.front();
+  const int R = int(cfgs.size());
+  MultiRunEngine<T> engine(1);
+  initial.clear();
+  for (int r = 0; r < R; ++r) {
+    MoeNetwork<T> net = build_network<T>(cfgs[r], resolved[r]);
+    initial.push_back(net);
+    engine.add_run(std::move(net), cfgs[r].optim);
+  }
+  const bool classification = data.train.num_classes > 0;
+  const long steps = first.train.steps;
+  const int diag_every = first.train.diag_every;
+  const bool full_batch = first.train.protocol == Protocol::full_batch;
+  const int B = full_batch ? data.train.size() : first.train.batch_size;
+  const Mat<T> x_all = data.train.x.template cast<T>(), y_all = data.train.y.template cast<T>();
+  const Mat<T> x_val = data.val.x.template cast<T>(), y_val = data.val.y.template cast<T>();
+  outcomes.assign(R, RunOutcome{});
+
+  // Diagnostics as train_run measures them: a fixed probe slice of the training set.
+  std::vector<std::unique_ptr<DiagnosticsProbe<T>>> probes(R);
+  auto measure = [&](int r, long step) {
+    RunOutcome& o = outcomes[r];
+    const MoeNetwork<T>& net = engine.network(r);
+    o.diag_steps.push_back(step);
+    o.diag_values.push_back(probes[r]->measure(net, step > 0 ? &engine.engine(r).last_gradients() : nullptr));
+    double vl = kNaN, va = kNaN;
+    if (data.val.size() > 0 && !o.diverged) {
+      ForwardCache<T> vc;
+      net.forward(x_val, vc);
+      vl = net.loss(vc, y_val, data.val.labels, nullptr);
+      if (classification) va = accuracy(vc.f, y_val, data.val.labels);
+    }
+    o.val_loss.push_back(vl);
+    o.val_accuracy.push_back(va);
+  };
+  const auto start = std::chrono::steady_clock::now();
+  for (int r = 0; r < R; ++r) {
+    RunOutcome& o = outcomes[r];
+    if (diag_every > 0) {
+      const int probe = std::min(first.train.probe_size, data.train.size());
+      probes[r] = std::make_unique<DiagnosticsProbe<T>>(engine.network(r), x_all.topRows(probe), y_all.topRows(probe),
+                                                        label_slice(data.train.labels, 0, probe));
+      o.diag_names = probes[r]->names();
+      measure(r, 0);
+    }
+    o.train_loss.assign(steps, kNaN);
+    if (classification) o.train_accuracy.assign(steps, kNaN);
+  }
+  engine.train(
+      steps,
+      [&](long step, RunBatch<T>& b) {
+        if (full_batch && step > 0) return;  // the same batch every step
+        const long begin = full_batch ? 0 : step * B;
+        b.x = x_all.middleRows(begin, B);
+        b.y = y_all.middleRows(begin, B);
+        b.labels = label_slice(data.train.labels, begin, B);
+      },
+      [&](int r, long step, double loss, const Mat<T>* f) {
+        RunOutcome& o = outcomes[r];
+        o.train_loss[step] = loss;
+        if (classification) {
+          const long begin = full_batch ? 0 : step * B;
+          o.train_accuracy[step] = accuracy(*f, Mat<T>(y_all.middleRows(begin, B)), label_slice(data.train.labels, begin, B));
+        }
+        if (!std::isfinite(loss)) {
+          o.diverged = true;
+          o.diverged_at = step;
+          return;
+        }
+        const long done = step + 1;
+        if (diag_every > 0 && (done % diag_every == 0 || done == steps)) measure(r, done);
+      },
+      classification);
+  // The group's wall time, shared evenly: what each point cost.
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  final_nets.clear();
+  for (int r = 0; r < R; ++r) {
+    RunOutcome& o = outcomes[r];
+    if (diag_every > 0 && o.diverged) {
+      // Keep the diagnostics schedule regular: rows that were never measured are NaN.
+      for (long step = o.diag_steps.back() + 1; step <= steps; ++step)
+        if (step % diag_every == 0 || step == steps) {
+          o.diag_steps.push_back(step);
+          o.diag_values.push_back(std::vector<double>(o.diag_names.size(), kNaN));
+          o.val_loss.push_back(kNaN);
+          o.val_accuracy.push_back(kNaN);
+        }
+    }
+    o.seconds = seconds / R;
+    final_nets.push_back(engine.network(r));
+  }
+}
+
+}  // namespace
+
 SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
   const std::vector<SweepPoint> points = expand_grid(spec);
   const std::vector<RunConfig> configs = resolve_points(spec, points);
@@ -225,6 +372,55 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   std::atomic<long> done{0}, diverged{0};
   const int threads = spec.parallel > 0 ? spec.parallel : omp_get_num_procs();
+
+  // Work units: a single point (the train_run path), or a chunk of a group of points that
+  // differ only in seed, parameterization and optimizer (the multi-run path, diagnostics
+  // included). The single-run path is kept for batch_runs = false and for groups of one point
+  // (no other point shares its model, data and training protocol).
+  std::vector<std::vector<long>> units;
+  std::vector<int> unit_group;  // group of each unit (-1: single point)
+  const bool batch = spec.batch_runs;
+  if (batch) {
+    std::vector<std::string> keys;
+    std::vector<std::vector<long>> groups;
+    for (long index : pending) {
+      const std::string key = batch_group_key(configs[index]);
+      const auto it = std::find(keys.begin(), keys.end(), key);
+      if (it == keys.end()) {
+        keys.push_back(key);
+        groups.push_back({index});
+      } else {
+        groups[it - keys.begin()].push_back(index);
+      }
+    }
+    long grouped = 0;
+    for (const auto& g : groups) grouped += g.size() > 1 ? long(g.size()) : 0;
+    // Enough chunks to keep every thread busy (four per thread for load balance), at least four
+    // runs per chunk so that runs still share their batches.
+    const long chunk = std::max(4L, (grouped + 4L * threads - 1) / (4L * threads));
+    for (size_t gi = 0; gi < groups.size(); ++gi) {
+      const auto& g = groups[gi];
+      const long n = long(g.size()), parts = (n + chunk - 1) / chunk;
+      for (long part = 0, begin = 0; part < parts; ++part) {
+        const long end = begin + (n - begin) / (parts - part);
+        units.emplace_back(g.begin() + begin, g.begin() + end);
+        unit_group.push_back(n > 1 ? int(gi) : -1);
+        begin = end;
+      }
+    }
+  } else {
+    for (long index : pending) {
+      units.push_back({index});
+      unit_group.push_back(-1);
+    }
+  }
+  // A group's training data, prepared by the first of its chunks to start and shared by the rest.
+  struct GroupData {
+    std::mutex mutex;
+    std::shared_ptr<const RunData> data;
+  };
+  std::vector<GroupData> group_data(units.empty() ? 0 : size_t(*std::max_element(unit_group.begin(), unit_group.end()) + 1));
+
   auto report = [&]() {
     if (!options.progress) return;
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -235,34 +431,77 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
   report();
   std::exception_ptr failure;
   std::atomic<bool> failed{false};
-  // One point per thread; the HDF5 library is not thread-safe, so file I/O is serialised.
+  // One unit per thread; the HDF5 library is not thread-safe, so file I/O is serialised.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (long i = 0; i < long(pending.size()); ++i) {
+  for (long u = 0; u < long(units.size()); ++u) {
     if (failed) continue;
     try {
-      RunConfig cfg = configs[pending[i]];
-      RunData data;
+      const std::vector<long>& unit = units[u];
+      if (unit_group[u] < 0) {
+        const long index = unit.front();
+        RunConfig cfg = configs[index];
+        const RunData data = prepare_point_data(cfg, points[index].sets);
+        ParamTable table;
+        const ResolvedParam resolved = resolve_run_param(cfg, &table);
+        auto run = [&](auto precision_tag) {
+          using T = decltype(precision_tag);
+          MoeNetwork<T> net = build_network<T>(cfg, resolved);
+          const MoeNetwork<T> initial = net;
+          const RunOutcome outcome = train_run(cfg, data, net);
+          if (outcome.diverged) ++diverged;
+          RunRecord record{&cfg, &table, &resolved, &outcome, data.train.description, "moedmft sweep"};
 #pragma omp critical(moedmft_hdf5)
-      data = prepare_data(cfg, points[pending[i]].sets);
-      ParamTable table;
-      const ResolvedParam resolved = resolve_run_param(cfg, &table);
+          write_run_file(point_file(spec, index), record, initial, net);
+        };
+        if (cfg.precision == Precision::float32)
+          run(float{});
+        else
+          run(double{});
+        ++done;
+#pragma omp critical(moedmft_progress)
+        report();
+        continue;
+      }
+      // A chunk of a multi-run group: the data is prepared once per group (the points share
+      // [data] and [model]). A file source may re-resolve D and C into each point's config, so
+      // there every point still runs prepare_data on its own config.
+      std::vector<RunConfig> cfgs;
+      for (long index : unit) cfgs.push_back(configs[index]);
+      std::shared_ptr<const RunData> shared;
+      {
+        GroupData& gd = group_data[unit_group[u]];
+        std::lock_guard<std::mutex> lock(gd.mutex);
+        if (!gd.data) {
+          RunConfig c = cfgs.front();
+          gd.data = std::make_shared<const RunData>(prepare_point_data(c, points[unit.front()].sets));
+        }
+        shared = gd.data;
+      }
+      if (cfgs.front().data.source != "teacher")
+        for (size_t i = 0; i < unit.size(); ++i) prepare_point_data(cfgs[i], points[unit[i]].sets);
+      const RunData& data = *shared;
+      std::vector<ParamTable> tables(unit.size());
+      std::vector<ResolvedParam> resolved;
+      for (size_t i = 0; i < unit.size(); ++i) resolved.push_back(resolve_run_param(cfgs[i], &tables[i]));
       auto run = [&](auto precision_tag) {
         using T = decltype(precision_tag);
-        MoeNetwork<T> net = build_network<T>(cfg, resolved);
-        const MoeNetwork<T> initial = net;
-        const RunOutcome outcome = train_run(cfg, data, net);
-        if (outcome.diverged) ++diverged;
-        RunRecord record{&cfg, &table, &resolved, &outcome, data.train.description, "moedmft sweep"};
+        std::vector<MoeNetwork<T>> initial, final_nets;
+        std::vector<RunOutcome> outcomes;
+        train_batched_group<T>(cfgs, resolved, data, initial, final_nets, outcomes);
+        for (size_t i = 0; i < unit.size(); ++i) {
+          if (outcomes[i].diverged) ++diverged;
+          RunRecord record{&cfgs[i], &tables[i], &resolved[i], &outcomes[i], data.train.description, "moedmft sweep"};
 #pragma omp critical(moedmft_hdf5)
-        write_run_file(point_file(spec, pending[i]), record, initial, net);
+          write_run_file(point_file(spec, unit[i]), record, initial[i], final_nets[i]);
+          ++done;
+#pragma omp critical(moedmft_progress)
+          report();
+        }
       };
-      if (cfg.precision == Precision::float32)
+      if (cfgs.front().precision == Precision::float32)
         run(float{});
       else
         run(double{});
-      ++done;
-#pragma omp critical(moedmft_progress)
-      report();
     } catch (...) {
 #pragma omp critical(moedmft_failure)
       if (!failed.exchange(true)) failure = std::current_exception();

@@ -28,6 +28,8 @@ struct SweepSpec {
   std::vector<SweepAxis> axes;           // first axis varies slowest
   std::string output = "results/sweep.h5";
   int parallel = 0;                      // points trained at once (0: all cores)
+  bool batch_runs = true;                // train points that share a model/data/protocol as one
+                                         // multi-run computation (models/multirun.hpp)
   std::string spec_toml;                 // the sweep file as given, recorded in the output
 };
 

@@ -1,0 +1,198 @@
+// Multi-run benchmark (not a test): R small runs of one shape trained (a) one after another
+// through CpuEngine (the `moedmft train` path), (b) one run per thread as the sweep's single-run
+// path does, (c) batched through MultiRunEngine, and (d, e) end to end as a sweep with
+// batch_runs off and on (data preparation and point files included).
+// Usage: moedmft_bench_multirun [R=24] [steps=200] [float64|float32] [repeats=3]
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "experiments/sweep.hpp"
+#include "models/multirun.hpp"
+#include "models/random.hpp"
+
+using namespace moedmft;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kD = 16, kN = 64, kNe = 64, kM = 8, kK = 2, kB = 32;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+Shape bench_shape() {
+  Shape s;
+  s.D = kD; s.N = kN; s.Ne = kNe; s.M = kM; s.K = kK; s.C = 1;
+  return s;
+}
+
+// Matmul FLOPs of one training step (the formula of bench_train.cpp).
+double step_flops() {
+  const double B = kB, routed = B * kK;
+  const double in = 2 * B * kD * kN, router = 2 * B * kN * kM, experts = 2 * routed * kN * kNe * 2, readout = 2 * B * kN;
+  return (in + router + experts + readout) + (in + 2 * (router + experts + readout));
+}
+
+ResolvedParam run_param(int r) {
+  ResolvedParam p;
+  for (int g = 0; g < kNumGroups; ++g) {
+    p.groups[g].init_std = 1.0 / std::sqrt(double(g == 0 ? kD : kN));
+    p.groups[g].lr = 0.01 * (1 + r % 6);
+  }
+  return p;
+}
+
+template <class T>
+struct Bench {
+  int R, steps;
+  Mat<T> x, y;
+  Bench(int runs, int n_steps) : R(runs), steps(n_steps) {
+    Rng rng(11);
+    x.resize(long(steps) * kB, kD);
+    y.resize(long(steps) * kB, 1);
+    for (long i = 0; i < x.size(); ++i) x.data()[i] = T(rng.normal());
+    for (long i = 0; i < y.size(); ++i) y.data()[i] = T(rng.normal());
+  }
+  MoeNetwork<T> net(int r) const {
+    ModelOptions o;
+    o.routing = Routing::topk;
+    MoeNetwork<T> n(bench_shape(), o, run_param(r));
+    n.initialize(100 + r);
+    return n;
+  }
+  // Loop of one run, exactly as train_run steps it; returns the sum of its losses.
+  double one_run(int r) const {
+    MoeNetwork<T> n = net(r);
+    CpuEngine<T> engine(n, OptimizerConfig{});
+    double sum = 0;
+    for (int s = 0; s < steps; ++s) sum += engine.step(x.middleRows(long(s) * kB, kB), y.middleRows(long(s) * kB, kB), {}, nullptr);
+    return sum;
+  }
+  static double total(const std::vector<double>& sums) {
+    double sum = 0;
+    for (double v : sums) sum += v;
+    return sum;
+  }
+  double sequential() const {
+    std::vector<double> sums(R);
+    for (int r = 0; r < R; ++r) sums[r] = one_run(r);
+    return total(sums);
+  }
+  double parallel_sweep_path() const {
+    std::vector<double> sums(R);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int r = 0; r < R; ++r) sums[r] = one_run(r);
+    return total(sums);
+  }
+  // cache_budget < 0: the engine's default blocking.
+  double batched(long cache_budget) const {
+    MultiRunEngine<T> engine;
+    if (cache_budget >= 0) engine.set_cache_budget(cache_budget);
+    for (int r = 0; r < R; ++r) engine.add_run(net(r), OptimizerConfig{});
+    std::vector<double> sums(R, 0.0);
+    engine.train(
+        steps,
+        [&](long s, RunBatch<T>& b) {
+          b.x = x.middleRows(s * kB, kB);
+          b.y = y.middleRows(s * kB, kB);
+        },
+        [&](int r, long, double loss, const Mat<T>*) { sums[r] += loss; });
+    return total(sums);
+  }
+};
+
+template <class F>
+double time_it(int repeats, F&& f, double* result) {
+  std::vector<double> t;
+  for (int i = 0; i < repeats; ++i) {
+    const auto t0 = Clock::now();
+    *result = f();
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return median(t);
+}
+
+void print(const char* mode, double seconds, double flops, double check, double base) {
+  std::printf("%-26s %9.3f s  %7.2f GFLOP/s  speedup vs sequential %5.2fx  loss-sum %.17g\n", mode, seconds,
+              flops / seconds / 1e9, base / seconds, check);
+  std::fflush(stdout);
+}
+
+SweepSpec sweep_spec(const std::string& output, int R, int steps, bool batch, const std::string& precision) {
+  std::string lrs, seeds;
+  for (int i = 0; i < 6; ++i) lrs += (i ? ", " : "") + std::to_string(0.01 * (i + 1));
+  const int n_seeds = std::max(1, R / 6);
+  for (int i = 0; i < n_seeds; ++i) seeds += (i ? ", " : "") + std::to_string(i + 1);
+  const std::string text = "output = \"" + output + "\"\nbatch_runs = " + (batch ? "true" : "false") +
+                           "\n[base]\nprecision = \"" + precision + "\"\n" +
+                           "[base.model]\nD = 16\nN = 64\nNe = 64\nM = 8\nK = 2\nrouting = \"topk\"\n"
+                           "[base.data]\nP = " + std::to_string(steps * kB) + "\nseed = 7\n"
+                           "[base.train]\nsteps = " + std::to_string(steps) + "\nbatch_size = 32\ndiag_every = 0\n"
+                           "[[axis]]\nname = \"lr\"\nkey = \"optim.lr\"\nvalues = [" + lrs + "]\n"
+                           "[[axis]]\nname = \"seed\"\nkey = \"seed\"\nvalues = [" + seeds + "]\n";
+  return parse_sweep_spec(text, {});
+}
+
+template <class T>
+void run_all(int R, int steps, int repeats, const std::string& precision) {
+  const Bench<T> b(R, steps);
+  const double flops = step_flops() * R * steps;
+  std::printf("R=%d runs, D=%d N=%d Ne=%d M=%d K=%d B=%d, %d steps, SGD, %s, %d threads, median of %d\n", R, kD, kN,
+              kNe, kM, kK, kB, steps, precision.c_str(), omp_get_max_threads(), repeats);
+  double c1, c2, c3, c4;
+  const double t_seq = time_it(repeats, [&] { return b.sequential(); }, &c1);
+  print("sequential (CpuEngine)", t_seq, flops, c1, t_seq);
+  const double t_par = time_it(repeats, [&] { return b.parallel_sweep_path(); }, &c2);
+  print("parallel sweep path", t_par, flops, c2, t_seq);
+  const double t_bat = time_it(repeats, [&] { return b.batched(-1); }, &c3);
+  print("batched (MultiRunEngine)", t_bat, flops, c3, t_seq);
+  const double t_all = time_it(repeats, [&] { return b.batched(1L << 40); }, &c4);
+  print("batched, no cache blocks", t_all, flops, c4, t_seq);
+  std::printf("losses identical across modes: %s\n", (c1 == c2 && c2 == c3 && c3 == c4) ? "yes" : "NO");
+
+  // End to end: the sweep driver (teacher data per point or per group, HDF5 point files, gather).
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("moedmft_bench_multirun_" + std::to_string(::getpid()));
+  const int sweep_points = 6 * std::max(1, R / 6);
+  const double sweep_flops = step_flops() * sweep_points * steps;
+  for (bool batch : {false, true}) {
+    std::vector<double> t;
+    for (int i = 0; i < repeats; ++i) {
+      fs::remove_all(dir);
+      fs::create_directories(dir);
+      const SweepSpec spec = sweep_spec((dir / "s.h5").string(), R, steps, batch, precision);
+      const auto t0 = Clock::now();
+      run_sweep(spec, {});
+      t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    const double sec = median(t);
+    std::printf("%-26s %9.3f s  %7.2f GFLOP/s  (%d points, end to end)\n",
+                batch ? "sweep, batch_runs = true" : "sweep, batch_runs = false", sec, sweep_flops / sec / 1e9,
+                sweep_points);
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int R = argc > 1 ? std::atoi(argv[1]) : 24;
+  const int steps = argc > 2 ? std::atoi(argv[2]) : 200;
+  const std::string precision = argc > 3 ? argv[3] : "float64";
+  const int repeats = argc > 4 ? std::atoi(argv[4]) : 3;
+  if (precision == "float32")
+    run_all<float>(R, steps, repeats, precision);
+  else
+    run_all<double>(R, steps, repeats, precision);
+  return 0;
+}
