@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "data/h5/h5.hpp"
+#include "experiments/coord_check.hpp"
 #include "models/types.hpp"
 
 namespace moedmft {
@@ -60,6 +61,54 @@ int argmin_finite(const std::vector<double>& v) {
 }
 
 }  // namespace
+
+// The limit's loss (PyTorch mean convention, as the sweep's train loss) against the seed-mean
+// training curves at the grid LR nearest the limit's, for the groups of the limit's table.
+void add_dmft_overlay(const std::string& path, const std::vector<double>& series, size_t T,
+                      const std::vector<Axis>& axes, int a_lr, int a_size, int a_seed,
+                      const std::vector<size_t>& stride, std::vector<GroupAnalysis>& groups) {
+  h5::File f(path, h5::Mode::read);
+  if (!h5::has_attr(f, "/", "kind") || h5::read_attr_string(f, "/", "kind") != "dmft_moe")
+    throw ConfigError("--dmft: '" + path + "' is not a `moedmft dmft-moe` file");
+  const std::vector<double> limit = h5::read_double(f, "loss", nullptr);
+  const double lr = h5::read_attr_double(f, "/", "lr");
+  const std::string table = h5::read_attr_string(f, "param", "name");
+  const size_t steps = std::min(T, limit.size());
+  const auto& lrs = axes[a_lr].values;
+  size_t j = 0;
+  for (size_t i = 1; i < lrs.size(); ++i)
+    if (std::abs(std::log(lrs[i] / lr)) < std::abs(std::log(lrs[j] / lr))) j = i;
+  const size_t n_seeds = a_seed >= 0 ? axes[a_seed].labels.size() : 1;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    GroupAnalysis& G = groups[g];
+    if (G.label != "all" && G.label.find("=" + table) == std::string::npos) continue;
+    // the group's base offset: recover it from its first point by matching the label order
+    size_t base = 0, rest = g;
+    for (int a = int(axes.size()) - 1; a >= 0; --a) {
+      if (a == a_lr || a == a_size || a == a_seed) continue;
+      const size_t extent = axes[a].labels.size();
+      base += (rest % extent) * stride[a];
+      rest /= extent;
+    }
+    G.dmft_lr = lrs[j];
+    for (size_t s = 0; s < G.size.size(); ++s) {
+      double sum = 0;
+      for (size_t t = 0; t < steps; ++t) {
+        double mean = 0;
+        for (size_t r = 0; r < n_seeds; ++r) {
+          const size_t p = base + s * stride[a_size] + j * stride[a_lr] + (a_seed >= 0 ? r * stride[a_seed] : 0);
+          mean += series[p * T + t] / double(n_seeds);
+        }
+        sum += (mean - limit[t]) * (mean - limit[t]);
+      }
+      G.dmft_gap.push_back(std::sqrt(sum / double(steps)));
+    }
+    const SlopeFit fit = fit_slope(G.size, G.dmft_gap);
+    G.dmft_gap_slope = fit.valid ? fit.slope : kNaN;
+    G.dmft_gap_lo = fit.valid ? fit.lo : kNaN;
+    G.dmft_gap_hi = fit.valid ? fit.hi : kNaN;
+  }
+}
 
 std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeOptions& opt) {
   h5::File f(path, h5::Mode::read);
@@ -171,6 +220,7 @@ std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeO
       }
     }
   }
+  if (!opt.dmft_path.empty()) add_dmft_overlay(opt.dmft_path, series, T, axes, a_lr, a_size, a_seed, stride, out);
   return out;
 }
 
@@ -189,6 +239,11 @@ std::string format_analysis(const std::vector<GroupAnalysis>& groups) {
       << " grid steps across sizes -> " << (G.transfers ? "TRANSFERS" : "DRIFTS") << std::defaultfloat
       << std::setprecision(6) << "\n  monotonic improvement at lr " << G.transferred_lr << ": "
       << (G.monotonic ? "YES" : "NO (" + G.monotonic_note + ")") << "\n";
+    if (!G.dmft_gap.empty()) {
+      s << "  DMFT overlay at lr " << G.dmft_lr << ": gap (RMS over steps) per size:";
+      for (double v : G.dmft_gap) s << " " << v;
+      s << "; gap ~ size^" << G.dmft_gap_slope << " [" << G.dmft_gap_lo << ", " << G.dmft_gap_hi << "]\n";
+    }
   }
   return s.str();
 }
@@ -240,6 +295,10 @@ void store_analysis(const std::string& path, const std::vector<GroupAnalysis>& g
   put("transfers", transfers, {G}, {"group"});
   put("monotonic", monotonic, {G}, {"group"});
   put("transferred_lr", transferred_lr, {G}, {"group"});
+  std::vector<double> gap;
+  for (const auto& g : groups)
+    for (size_t s = 0; s < S; ++s) gap.push_back(g.dmft_gap.empty() ? kNaN : g.dmft_gap[s]);
+  put("dmft_gap", gap, {G, S}, {"group", "size"});
   h5::write_strings(f, "analysis/monotonic_note", notes);
   h5::attach_scale(f, "analysis/monotonic_note", "analysis/group", 0);
   h5::write_attr(f, "analysis", "metric", std::string(opt.use_val ? "last validation loss" : "mean train loss"));

@@ -11,6 +11,7 @@ struct AnalyzeOptions {
   double window_fraction = 0.1;  // final loss = mean train loss over this last fraction of steps
   bool use_val = false;          // use the last validation loss instead
   double transfer_tolerance = 1.0;  // |drift| allowed, in LR grid steps
+  std::string dmft_path;            // a `moedmft dmft-moe` file: overlay gap per size (optional)
 };
 
 struct GroupAnalysis {
@@ -27,6 +28,11 @@ struct GroupAnalysis {
   std::vector<double> loss_at_transferred;  // [size]
   bool monotonic = false;
   std::string monotonic_note;
+  // DMFT overlay (with dmft_path, for the group of the limit's parameterization): RMS over the
+  // common steps of (seed-mean train loss at the grid LR nearest the limit's LR - limit loss).
+  std::vector<double> dmft_gap;         // [size] (empty when not applicable)
+  double dmft_lr = 0;                   // grid LR compared
+  double dmft_gap_slope = 0, dmft_gap_lo = 0, dmft_gap_hi = 0;  // log-log fit against size (NaN if < 3 sizes)
 };
 
 std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeOptions& options);

@@ -114,6 +114,7 @@ void write_common_attrs(hid_t f, const MoeLimitSetup& setup, const std::string& 
   h5::write_attr(f, "/", "config_toml", setup.resolved_toml);
   h5::write_attr(f, "/", "seed", int64_t(setup.run.seed));
   h5::write_attr(f, "/", "dmft_seed", int64_t(setup.dmft.seed));
+  h5::write_attr(f, "/", "lr", setup.run.resolve.base_lr);
   h5::write_attr(f, "/", "loss_convention", std::string("mean over the P training points of (f - y)^2 (PyTorch mse_loss)"));
   h5::write_attr(f, "/", "time_convention",
                  std::string("step t = full-batch SGD updates taken; loss at step t is measured before update t"));

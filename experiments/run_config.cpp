@@ -162,6 +162,7 @@ RunConfig parse_run_config(const std::string& toml_text, const std::vector<std::
     throw ConfigError("train.steps: the online protocol makes one pass, so steps * batch_size (" +
                       std::to_string(long(c.train.steps) * c.train.batch_size) + ") must be <= data.P (" +
                       std::to_string(c.data.teacher.P) + ")");
+  top.allow("dmft");  // the DMFT limit's knobs (moedmft dmft-moe / converge) may share the file
   top.finish();
 
   std::ostringstream text;

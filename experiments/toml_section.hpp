@@ -64,6 +64,9 @@ class Section {
     return v;
   }
 
+  // A key another reader owns (accepted here without being read).
+  void allow(const std::string& key) { used_.insert(key); }
+
   Section sub(const std::string& key) {
     used_.insert(key);
     toml::node* node = t_.get(key);

@@ -160,6 +160,7 @@ int main(int argc, char** argv) {
   analyze->add_option("--window", analyze_options.window_fraction, "final loss = mean over this last fraction of steps")
       ->check(CLI::Range(0.0, 1.0))->capture_default_str();
   analyze->add_flag("--val", analyze_options.use_val, "use the last validation loss instead of the train loss");
+  analyze->add_option("--dmft", analyze_options.dmft_path, "a `moedmft dmft-moe` file: DMFT overlay gap per size");
   analyze->add_option("--tolerance", analyze_options.transfer_tolerance, "allowed drift of the optimum, in LR grid steps")
       ->capture_default_str();
 
