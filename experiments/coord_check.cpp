@@ -123,6 +123,7 @@ PredictionContext prediction_context(const ParamTable& t, const std::string& reg
   c.regime = scaling::regime_by_name(regime);
   c.opt = optimizer == "sgd" ? scaling::Optimizer::sgd : scaling::Optimizer::adam;
   c.diagnosis = scaling::diagnose(t, c.regime, c.opt, residual);
+  c.at_init = scaling::diagnose(t, c.regime, c.opt, residual, true);
   c.values = scaling::param_values(t, c.opt);
   c.residual = residual;
   for (int g = 0; g < kNumGroups; ++g) c.zero_init[g] = t.groups[g].zero_init;
@@ -225,6 +226,17 @@ Prediction predict_column(const std::string& column, const PredictionContext& ct
     const auto g = static_cast<Group>(gi);
     const std::string name = group_name(g);
     if (c == "grad_rms/" + name) {
+      // the gradient recorded at diag step 1 was taken at init: backward signals from their
+      // W0-only parts (propagated sizes, scaling::diagnose(..., at_init))
+      const scaling::TermValue& g1 = ctx.at_init.term("grad." + name);
+      if (diag_step == 1 && !ctx.readout_zero) {
+        if (g1.zero) return zero_prediction("(no backward signal at init)");
+        Prediction p;
+        p.has = true;
+        p.exponent = g1.exponent.to_double();
+        p.atoms = "grad." + name + " at init";
+        return p;
+      }
       Prediction p = max_of(ctx, {"grad." + name}, 1);
       if (diag_step == 0) p.has = false;  // no gradient before the first step
       return p;
@@ -236,7 +248,8 @@ Prediction predict_column(const std::string& column, const PredictionContext& ct
       const bool zero_init = ctx.zero_init[gi];
       const double init = ctx.regime.ladder(ctx.values[scaling::sym(scaling::Param::init, g)]).to_double();
       double upd = ctx.regime.ladder(ctx.values[scaling::sym(scaling::Param::lr, g)]).to_double();
-      if (ctx.opt == scaling::Optimizer::sgd) upd += ctx.diagnosis.term("grad." + name).exponent.to_double();
+      const scaling::Diagnosis& gd = diag_step == 1 && !ctx.readout_zero ? ctx.at_init : ctx.diagnosis;
+      if (ctx.opt == scaling::Optimizer::sgd) upd += gd.term("grad." + name).exponent.to_double();
       p.zero = zero_init && step == 0;
       p.exponent = step == 0 ? init : zero_init ? upd : std::max(init, upd);
       p.atoms = "init." + name + (step == 0 ? "" : zero_init ? " -> update" : " vs update");

@@ -70,6 +70,7 @@ struct Prediction {
 };
 struct PredictionContext {
   scaling::Diagnosis diagnosis;
+  scaling::Diagnosis at_init;  // the init state: gradients of the first step (taken at init)
   scaling::Regime regime;
   scaling::ParamValues values{};  // the table's exponent vectors (weight RMS predictions)
   scaling::Optimizer opt = scaling::Optimizer::sgd;

@@ -102,6 +102,18 @@ TEST_CASE("coord: every aggregation, coordinate and backward column maps to calc
   CHECK(predict_column("b0/agg/eff", mup, 0).zero);  // no update yet
   CHECK(predict_column("coord/prop/in", mup, 3).zero);
   CHECK(predict_column("b0/back/init", mup, 0).exponent == Approx(-1));
+  // the gradient of the first step is taken at init, where the router's backward signal is its
+  // W0 part b_psi.init = g' o_0 . b_z ~ n^-1/2 (measured -0.46); later steps have b_psi.eff ~ 1
+  CHECK(predict_column("grad_rms/router", mup, 1).exponent == Approx(-0.5));
+  CHECK(predict_column("grad_rms/router", mup, 2).exponent == Approx(0));
+
+  // muP regime II: node sizes propagated by diagnose. The block output at init is
+  // hagg.init ~ n^-1/2, so the readout's first updates are small: f.eff ~ |z|^2 = n^-1
+  const PredictionContext m2 = prediction_context(load_param_table("mup-II-sgd"), "II", "sgd");
+  CHECK(predict_column("coord/eff/out", m2, 3).exponent == Approx(-1));
+  CHECK(predict_column("grad_rms/out", m2, 3).exponent == Approx(-0.5));
+  CHECK(predict_column("b0/agg/init", m2, 3).exponent == Approx(-0.5));
+  CHECK(predict_column("grad_rms/expert1", m2, 1).exponent == Approx(-1.5));  // b_a.init at init
 
   // MSSP regime I: zero-init router (psi zero at init) and readout (one step of lag)
   const PredictionContext mssp = prediction_context(load_param_table("mssp-I-sgd"), "I", "sgd");

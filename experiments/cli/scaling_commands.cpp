@@ -65,7 +65,7 @@ std::vector<Command> add_scaling_commands(CLI::App& app) {
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
   exponents->add_option("--desiderata,-d", ex->desiderata, "mup or mssp")->check(CLI::IsMember({"mup", "mssp"}))->capture_default_str();
-  exponents->add_option("--write,-w", ex->write, "also write the derived table as a parameterization TOML");
+  exponents->add_option("--write,-w", ex->write, "also write the derived table as a parameterization TOML (the text of the built-in <d>-<R>-<opt>)");
   exponents->add_flag("--report", ex->report, "print every term's exponent in the solution");
   commands.push_back({exponents, [ex]() {
     const scaling::Regime regime = make_regime(ex->regime);
@@ -90,7 +90,8 @@ std::vector<Command> add_scaling_commands(CLI::App& app) {
     if (!ex->write.empty()) {
       std::ofstream out(ex->write);
       if (!out) throw ConfigError("--write: cannot write '" + ex->write + "'");
-      out << param_table_to_toml(derived.table);
+      // the same text as the generated built-in of this regime, desiderata and optimizer
+      out << scaling::generated_toml(regime, d, opt);
       std::cout << "wrote " << ex->write << "\n";
     }
     return 0;
@@ -98,17 +99,23 @@ std::vector<Command> add_scaling_commands(CLI::App& app) {
 
   struct DiagnoseArgs {
     RegimeArgs regime;
-    std::string param, optimizer = "sgd";
+    std::string param, optimizer = "sgd", state = "full";
   };
   auto dg = std::make_shared<DiagnoseArgs>();
   CLI::App* diagnose = app.add_subcommand("diagnose", "exponent of every atomic term under a parameterization, with violations");
   diagnose->add_option("--param,-p", dg->param, "built-in table name or TOML file")->required();
   add_regime_options(diagnose, dg->regime);
   diagnose->add_option("--optimizer,-O", dg->optimizer, "sgd or adam")->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
+  diagnose->add_option("--state", dg->state,
+                       "full (backward signals = largest part), init (no update yet), lazy (updates driven by the "
+                       "W0 parts of the backward signals)")
+      ->check(CLI::IsMember({"full", "init", "lazy"}))
+      ->capture_default_str();
   commands.push_back({diagnose, [dg]() {
     const scaling::Regime regime = make_regime(dg->regime);
     const ParamTable table = load_param_table(dg->param);
-    const scaling::Diagnosis d = scaling::diagnose(table, regime, parse_opt(dg->optimizer));
+    const scaling::Diagnosis d =
+        scaling::diagnose(table, regime, parse_opt(dg->optimizer), false, dg->state == "init", dg->state == "lazy");
     std::cout << table.name << " in regime " << regime.name << " (" << dg->optimizer
               << "): term exponents along the ladder (rel = exponent minus its target)\n"
               << d.str();

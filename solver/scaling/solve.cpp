@@ -42,14 +42,16 @@ struct Engine {
   std::vector<Req> reqs;
   std::vector<std::pair<Affine, std::string>> extra_eq;  // affine == 0 (Adam epsilon)
 
-  explicit Engine(const TermModel& model) : m(model) {}
+  Regime lad;                   // the direction constants are measured along (the ladder, or one dim)
 
-  Rational target(int atom) const { return m.regime.ladder(m.atoms[atom].target); }
+  explicit Engine(const TermModel& model) : m(model), lad(model.regime) {}
+
+  Rational target(int atom) const { return lad.ladder(m.atoms[atom].target); }
 
   // Row "expr - rhs = 0" as (coefficients, right-hand side).
   std::pair<RVec, Rational> row(const Affine& e, int node, const Rational& rhs) const {
     RVec a(cols.size(), Rational(0));
-    Rational b = rhs - m.regime.ladder(e.c);
+    Rational b = rhs - lad.ladder(e.c);
     for (int s = 0; s < kNumSyms; ++s) {
       if (e.coef[s].is_zero()) continue;
       auto it = col_of.find(s);
@@ -63,7 +65,7 @@ struct Engine {
     return row(m.atoms[atom].expr, node, node >= 0 ? Rational(0) : target(atom));
   }
   Rational eval(const Affine& e, const RVec& x) const {
-    Rational v = m.regime.ladder(e.c);
+    Rational v = lad.ladder(e.c);
     for (int s = 0; s < kNumSyms; ++s) {
       if (e.coef[s].is_zero()) continue;
       auto it = col_of.find(s);
@@ -171,18 +173,15 @@ LadderSolution solve_ladder(const Regime& r, Optimizer opt, Desiderata d, const 
   };
   std::vector<Bad> bad;
   std::vector<std::string> first_violated;
-  while (true) {
-    RMat A;
-    RVec b;
-    std::vector<std::string> labels;
+  auto build_rows = [&](const std::vector<size_t>& pk, RMat& A, RVec& b, std::vector<std::string>* labels) {
     // dominance rows first: the deletion filter drops them first, so conflicts avoid them
     for (size_t k = 0; k < maxreqs.size(); ++k) {
       const Req& q = e.reqs[maxreqs[k]];
-      int a = q.atoms[pick[k]];
+      int a = q.atoms[pk[k]];
       auto [ra, rb] = e.atom_row(a, q.node);
       A.push_back(ra);
       b.push_back(rb);
-      labels.push_back(q.label + " [dominant: " + atom_label(m.atoms[a]) + "]");
+      if (labels) labels->push_back(q.label + " [dominant: " + atom_label(m.atoms[a]) + "]");
     }
     for (const auto& q : e.reqs) {
       if (q.kind != Req::eq) continue;
@@ -190,15 +189,33 @@ LadderSolution solve_ladder(const Regime& r, Optimizer opt, Desiderata d, const 
         auto [ra, rb] = e.atom_row(a, q.node);
         A.push_back(ra);
         b.push_back(rb);
-        labels.push_back(q.label + " [" + atom_label(m.atoms[a]) + "]");
+        if (labels) labels->push_back(q.label + " [" + atom_label(m.atoms[a]) + "]");
       }
     }
     for (const auto& [aff, lab] : e.extra_eq) {
       auto [ra, rb] = e.row(aff, -1, 0);
       A.push_back(ra);
       b.push_back(rb);
-      labels.push_back(lab);
+      if (labels) labels->push_back(lab);
     }
+  };
+  std::vector<size_t> first_pick;
+  int first_score = -1;
+  // Placement tie-break: among hypotheses that reach the first solution, prefer the one whose
+  // dominant parts are update parts (dW^T delta, do . delta, b_h1.experts_W0_upd) most often.
+  auto update_score = [&](const std::vector<size_t>& pk) {
+    int n = 0;
+    for (size_t k = 0; k < maxreqs.size(); ++k) {
+      const Atom& a = m.atoms[e.reqs[maxreqs[k]].atoms[pk[k]]];
+      n += a.kind == "dW^T.delta" || a.kind == "do.delta" || (a.name.size() > 4 && a.name.substr(a.name.size() - 4) == "_upd");
+    }
+    return n;
+  };
+  while (true) {
+    RMat A;
+    RVec b;
+    std::vector<std::string> labels;
+    build_rows(pick, A, b, &labels);
     ++out.hypotheses;
     if (!is_consistent(A, b)) {
       bad.push_back({A, b, labels});
@@ -223,6 +240,10 @@ LadderSolution solve_ladder(const Regime& r, Optimizer opt, Desiderata d, const 
       if (viol.empty()) {
         ++out.consistent;
         if (std::find(found.begin(), found.end(), s.x) == found.end()) found.push_back(s.x);
+        if (s.x == found.front() && update_score(pick) > first_score) {
+          first_pick = pick;
+          first_score = update_score(pick);
+        }
         if (found.size() == 1 && first_sol.x.empty()) {
           first_sol = s;
           std::sort(tight.begin(), tight.end());
@@ -295,6 +316,67 @@ LadderSolution solve_ladder(const Regime& r, Optimizer opt, Desiderata d, const 
   }
   const RVec& x = found.front();
   for (size_t c = 0; c < e.cols.size(); ++c) out.value[e.cols[c]] = x[c];
+  // dim-resolved values: the same equations, constants taken along one growing dim at a time
+  out.dims_resolved = true;
+  for (int d = 0; d < kNumDims; ++d) {
+    if (r.growth[d].is_zero()) continue;
+    e.lad = r;
+    e.lad.growth = unit(static_cast<Dim>(d));
+    RMat A;
+    RVec b;
+    build_rows(first_pick, A, b, nullptr);
+    std::vector<bool> pinned(e.cols.size(), false);
+    if (o.place_like && o.place_like->dims_resolved) {
+      // "muP plus the changes": parameters with muP's ladder value take muP's dim-resolved
+      // value; a changed parameter is placed by the first equation in which it is the only
+      // unknown once the others are pinned (regime II: hagg.init for the expert2 init)
+      const LadderSolution& pl = *o.place_like;
+      for (size_t c = 0; c < e.cols.size(); ++c)
+        if (e.cols[c] < kNumParams * kMats && pl.value[e.cols[c]] == x[c]) {
+          pinned[c] = true;
+          out.dims[e.cols[c]][d] = pl.dims[e.cols[c]][d];
+        }
+      for (size_t c = 0; c < e.cols.size(); ++c) {
+        if (pinned[c] || e.cols[c] >= kNumParams * kMats) continue;
+        bool placed = false;
+        for (size_t i = 0; i < A.size() && !placed; ++i) {
+          if (A[i][c].is_zero()) continue;
+          bool alone = true;
+          Rational rhs = b[i];
+          for (size_t k = 0; k < e.cols.size() && alone; ++k) {
+            if (k == c || A[i][k].is_zero()) continue;
+            if (pinned[k])
+              rhs -= A[i][k] * pl.dims[e.cols[k]][d];
+            else
+              alone = false;
+          }
+          if (!alone) continue;
+          out.dims[e.cols[c]][d] = rhs / A[i][c];
+          placed = true;
+        }
+        if (!placed) {
+          out.dims_resolved = false;
+          out.dims_notes.push_back(sym_name(e.cols[c]) + " differs from the reference and no equation places it along " +
+                                   kDimNames[d]);
+        }
+      }
+      continue;
+    }
+    LinearSolution sd = solve_linear(A, b);
+    if (sd.status == SolveStatus::inconsistent) {
+      out.dims_resolved = false;
+      out.dims_notes.push_back(std::string("the binding equations have no solution along ") + kDimNames[d] + " alone");
+      continue;
+    }
+    for (size_t c = 0; c < e.cols.size(); ++c) out.dims[e.cols[c]][d] = sd.x[c];
+  }
+  e.lad = r;
+  if (out.dims_resolved)
+    for (size_t c = 0; c < e.cols.size(); ++c)
+      if ((!o.place_like || e.cols[c] < kNumParams * kMats) && r.ladder(out.dims[e.cols[c]]) != x[c]) {  // free directions: another particular solution
+        out.dims_resolved = false;
+        out.dims_notes.push_back("dim-resolved " + sym_name(e.cols[c]) + " does not sum to its ladder value");
+      }
   for (size_t i = 0; i < m.atoms.size(); ++i) {
     const Atom& a = m.atoms[i];
     TermValue t{a.name, a.node, a.kind, a.what, a.zero, a.backward, e.eval(a.expr, x),

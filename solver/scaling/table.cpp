@@ -125,6 +125,15 @@ DerivedTable derive_table(const Regime& r, Desiderata d, const SolveOptions& o, 
     MsspResult ms = solve_mssp(r, Optimizer::sgd, o), ma = solve_mssp(r, Optimizer::adam, o);
     out.sgd = ms.solution;
     out.adam = ma.solution;
+    // placement: muP's dim-resolved laws wherever MSSP keeps muP's ladder exponent
+    const LadderSolution mup_adam = solve_ladder(r, Optimizer::adam, Desiderata::mup, st, o);
+    SolveOptions os = o, oa = o;
+    os.place_like = &mup_sgd;
+    oa.place_like = &mup_adam;
+    if (ms.solution.ok() && mup_sgd.ok())
+      out.sgd = solve_ladder(r, Optimizer::sgd, Desiderata::mssp, ms.solution.structure, os);
+    if (ma.solution.ok() && mup_adam.ok())
+      out.adam = solve_ladder(r, Optimizer::adam, Desiderata::mssp, ma.solution.structure, oa);
     for (const auto& q : ms.requirements) out.notes.push_back("MSSP (sgd): " + q);
     if (ms.switches != ma.switches) out.notes.push_back("SGD and Adam MSSP need different switches");
   }
@@ -177,20 +186,50 @@ DerivedTable derive_table(const Regime& r, Desiderata d, const SolveOptions& o, 
   t.gate_exponent = r.alpha.to_double();
   t.residual_exponent = o.alpha_L.to_double();
   t.shared_experts = out.sgd.structure.shared_experts;
-  auto put = [&](ScaleLaw& law, const Rational& ladder_value, const Rational& lval) {
-    law.exponents[c] = (ladder_value / r.growth[c]).to_double();
+  // Placement on the dims (docs/scaling_calculus.md 1.1): the dim-resolved solution of the
+  // ladder's binding equations over the growing dims; if it does not exist, the ladder value on
+  // the first growing dim.
+  auto placed = [&](const LadderSolution& s, int symbol) {
+    DimVec v{};
+    if (s.dims_resolved) {
+      for (int k = 0; k < kNumDims; ++k)
+        if (k != Lx && !r.growth[k].is_zero()) v[k] = s.dims[symbol][k];
+    } else {
+      v[c] = s.value[symbol] / r.growth[c];
+    }
+    return v;
+  };
+  for (const LadderSolution* s : {&out.sgd, &out.adam, &mup_sgd})
+    for (const auto& n : s->dims_notes)
+      out.notes.push_back(std::string("placement (") + optimizer_name(s->opt) + "): " + n + "; written on " +
+                          kDimNames[c]);
+  auto put = [&](ScaleLaw& law, const DimVec& v, const Rational& lval) {
+    for (int k = 0; k < kNumDims; ++k)
+      if (k != Lx) law.exponents[k] = v[k].to_double();
     law.exponents[Lx] += lval.to_double();
   };
   for (int g = 0; g < kMats; ++g) {
     auto gg = static_cast<Group>(g);
     GroupLaws& gl = t[gg];
     gl.zero_init = out.sgd.structure.zero_init[g];
-    Rational init = gl.zero_init ? mup_sgd.get(Param::init, gg) : out.sgd.get(Param::init, gg);
+    DimVec init = gl.zero_init ? placed(mup_sgd, sym(Param::init, gg)) : placed(out.sgd, sym(Param::init, gg));
+    // init std = fan_in^(-1/2) x the rest; off-ladder dims keep only the fan-in rule
+    for (int k = 0; k < kNumDims; ++k)
+      if (k != Lx && !r.growth[k].is_zero()) init[k] += Rational(1, 2) * fan_in_dims(gg)[k];
     gl[Quantity::init_std].fan_in_exponent = -0.5;
-    put(gl[Quantity::init_std], init + Rational(1, 2) * r.ladder(fan_in_dims(gg)), lexp[sym(Param::init, gg)]);
-    put(gl[Quantity::lr_sgd], out.sgd.get(Param::lr, gg), lexp[sym(Param::mult, gg)]);
-    put(gl[Quantity::lr_adam], out.adam.get(Param::lr, gg), lexp[sym(Param::lr, gg)]);
-    put(gl[Quantity::eps], out.adam.get(Param::eps, gg), lexp[sym(Param::eps, gg)]);
+    put(gl[Quantity::init_std], init, lexp[sym(Param::init, gg)]);
+    if (!gl.zero_init && d == Desiderata::mssp) {
+      // MSSP's change of an init std relative to muP is an absolute power of the dims (the
+      // paper's variance M/Ne in regime II), not a power relative to the base shape
+      const DimVec diff = placed(out.sgd, sym(Param::init, gg)) - placed(mup_sgd, sym(Param::init, gg));
+      double k = 1;
+      for (int q = 0; q < kNumDims; ++q)
+        if (!diff[q].is_zero()) k *= std::pow(static_cast<double>(r.base.dim(static_cast<Dim>(q))), diff[q].to_double());
+      gl[Quantity::init_std].constant = k;
+    }
+    put(gl[Quantity::lr_sgd], placed(out.sgd, sym(Param::lr, gg)), lexp[sym(Param::mult, gg)]);
+    put(gl[Quantity::lr_adam], placed(out.adam, sym(Param::lr, gg)), lexp[sym(Param::lr, gg)]);
+    put(gl[Quantity::eps], placed(out.adam, sym(Param::eps, gg)), lexp[sym(Param::eps, gg)]);
   }
   t[Group::bias].zero_init = true;
   return out;
@@ -229,41 +268,100 @@ std::string Diagnosis::str() const {
   for (const auto& t : terms)
     os << "  " << t.name << ": " << (t.zero ? "zero" : "n^" + t.exponent.str()) << " rel "
        << (t.zero ? "-" : t.rel().str() + " (" + format_dims(t.relative) + ")") << " " << t.status() << "\n";
+  os << "  node sizes (propagated):";
+  for (const auto& n : sizes) os << " " << n.name << " " << (n.absent ? std::string("zero") : "(" + format_dims(n.value) + ")");
+  os << "\n";
   for (const auto& v : mup_violations) os << "  muP violation: " << v << "\n";
   for (const auto& v : mssp_violations) os << "  MSSP violation: " << v << "\n";
   return os.str();
 }
 
-Diagnosis diagnose(const ParamTable& t, const Regime& r, Optimizer opt, bool residual) {
+Diagnosis diagnose(const ParamTable& t, const Regime& r, Optimizer opt, bool residual, bool at_init, bool lazy_backward) {
   Structure st = structure_of(t, residual || !r.growth[static_cast<int>(Dim::L)].is_zero());
   TermModel m = build_model(r, opt, st);
   ParamValues v = param_values(t, opt);
   if (!st.residual)  // one block: L = 1 and the tables' depth factors are inert
     for (auto& x : v) x[static_cast<int>(Dim::L)] = 0;
-  // backward signals in dependency order, each the largest of its live parts
-  for (Node n : {Node::bz, Node::bo, Node::ba, Node::bpsi, Node::bh}) {
+  // Node sizes are propagated through the term graph (docs/scaling_calculus.md 3.1): every term
+  // is evaluated at the sizes its inputs actually have, not at a nominal Theta(1).
+  //  1. forward activations at init: |h1| = h1.init, |a| = a.init, |z| = the block output at init
+  //     (hagg.init; with a residual stream the larger of h1.init and the blocks' init sum);
+  //  2. backward signals in dependency order (b_z, b_o, b_a, b_psi, b_h1), each the largest of its
+  //     live parts at those sizes (none of them depends on the update sizes);
+  //  3. update sizes: |dh1| = h1.eff, |da| = max(a.eff, a.prop_*), |dz| = max of the block
+  //     output's update terms (propagating, effective, cross);
+  //  4. every term at these sizes. This is the first-step (lazy) accounting: the gradient and the
+  //     activation an update multiplies both have their init size. A node whose every part is
+  //     identically zero makes every term that carries it zero.
+  std::array<bool, kNumNodes> absent{};
+  std::vector<bool> dead(m.atoms.size(), false);
+  if (at_init)  // the state at init: no update exists, only init and W0-only backward parts
+    for (size_t i = 0; i < m.atoms.size(); ++i) {
+      const Atom& a = m.atoms[i];
+      const bool w0 = a.name == "b_z.init" || a.name == "b_o.gate" || a.name == "b_a.init" || a.name == "b_psi.init" ||
+                      a.name == "b_h1.router_W0" || a.name == "b_h1.experts_W0_init" || a.name == "b_h1.residual";
+      dead[i] = a.backward ? !w0 : a.kind != "init";
+    }
+  if (lazy_backward)  // early steps: backward signals still at their W0 parts, every forward term live
+    for (size_t i = 0; i < m.atoms.size(); ++i) {
+      const Atom& a = m.atoms[i];
+      const bool w0 = a.name == "b_z.init" || a.name == "b_o.gate" || a.name == "b_a.init" || a.name == "b_psi.init" ||
+                      a.name == "b_h1.router_W0" || a.name == "b_h1.experts_W0_init" || a.name == "b_h1.residual";
+      if (a.backward && !w0) dead[i] = true;
+    }
+  auto carries_absent = [&](const Affine& e) {
+    for (int k = 0; k < kNumNodes; ++k)
+      if (absent[k] && !e.coef[sym(static_cast<Node>(k))].is_zero()) return true;
+    return false;
+  };
+  auto is_dead = [&](size_t i) { return m.atoms[i].zero || dead[i] || carries_absent(m.atoms[i].expr); };
+  auto size_of = [&](Node n, const std::vector<std::string>& names) {
     bool have = false;
     DimVec best{};
-    for (const auto& a : m.atoms) {
-      if (!a.backward || a.bnode != static_cast<int>(n) || a.zero) continue;
-      DimVec x = evaluate(a.expr, v);
+    for (const auto& nm : names) {
+      const int i = m.index(nm);
+      if (i < 0 || is_dead(static_cast<size_t>(i))) continue;
+      DimVec x = evaluate(m.atoms[i].expr, v);
       if (!have || r.ladder(x) > r.ladder(best)) best = x;
       have = true;
     }
     v[sym(n)] = best;
+    absent[static_cast<int>(n)] = !have;
+  };
+  size_of(Node::h1, {"h1.init"});
+  size_of(Node::a, {"a.init"});
+  if (st.residual)
+    size_of(Node::z, {"h1.init", "z.blocks_init"});
+  else
+    size_of(Node::z, {"hagg.init"});
+  for (Node n : {Node::bz, Node::bo, Node::ba, Node::bpsi, Node::bh}) {
+    std::vector<std::string> names;
+    for (const auto& a : m.atoms)
+      if (a.backward && a.bnode == static_cast<int>(n)) names.push_back(a.name);
+    size_of(n, names);
   }
+  size_of(Node::dh1, {"h1.eff"});
+  size_of(Node::da, {"a.eff", "a.prop_ind", "a.prop_ret"});
+  if (st.residual)
+    size_of(Node::dz, {"z.blocks_prop_ind", "z.blocks_prop_ret", "z.blocks_eff", "z.blocks_cross"});
+  else
+    size_of(Node::dz, {"hagg.prop_ind", "hagg.prop_ret", "hagg.eff", "hagg.cross"});
   Diagnosis dg;
-  for (const auto& a : m.atoms) {
+  for (Node n : {Node::h1, Node::a, Node::z, Node::dh1, Node::da, Node::dz, Node::bz, Node::bo, Node::ba, Node::bpsi,
+                 Node::bh})
+    dg.sizes.push_back({sym_name(sym(n)), absent[static_cast<int>(n)], v[sym(n)]});
+  for (size_t i = 0; i < m.atoms.size(); ++i) {
+    const Atom& a = m.atoms[i];
     DimVec x = evaluate(a.expr, v);
     DimVec tg = a.backward ? v[sym(static_cast<Node>(a.bnode))] : a.target;
-    dg.terms.push_back({a.name, a.node, a.kind, a.what, a.zero, a.backward, r.ladder(x), r.ladder(tg), x - tg});
+    dg.terms.push_back({a.name, a.node, a.kind, a.what, is_dead(i), a.backward, r.ladder(x), r.ladder(tg), x - tg});
   }
   for (int g = 0; g < kMats; ++g) {
     auto gg = static_cast<Group>(g);
     DimVec x = evaluate(m.grad_entry(gg), v);
     DimVec tg = opt == Optimizer::adam ? v[sym(Param::eps, gg)] : x;
     dg.terms.push_back({std::string("grad.") + kGroupNames[g], "grad", "grad", "raw gradient entry (target: Adam epsilon)",
-                        false, false, r.ladder(x), r.ladder(tg), x - tg});
+                        carries_absent(m.grad_entry(gg)), false, r.ladder(x), r.ladder(tg), x - tg});
   }
   auto describe = [](const TermValue& tv) {
     return tv.name + " ~ n^" + tv.rel().str() + " (" + format_dims(tv.relative) + ") relative to " +
@@ -283,6 +381,11 @@ Diagnosis diagnose(const ParamTable& t, const Regime& r, Optimizer opt, bool res
     if (!tv.backward && tv.rel().sign() != 0 && tv.kind == "eff" && tv.node != "hagg" && tv.node != "z")
       dg.mup_violations.push_back("not maximal: " + describe(tv));
     if (tv.name == "h1.init" && tv.rel().sign() < 0) dg.mup_violations.push_back("vanishing input layer: " + describe(tv));
+    // desideratum 1: the activations that later matrices read (a, and the block output that
+    // feeds the readout) are Theta(1) at init; a vanishing one shrinks every update built on it
+    if ((tv.name == "a.init" || tv.name == (st.residual ? "z.blocks_init" : "hagg.init")) && tv.rel().sign() < 0 &&
+        !(st.residual && tv.name == "z.blocks_init"))
+      dg.mup_violations.push_back("vanishing activation at init: " + describe(tv));
     bool mssp_atom = tv.backward ? (tv.node != "b_psi" && tv.name.rfind("b_h1.experts_W0", 0) != 0)
                                  : (tv.node != "o" && !piece);
     if (mssp_atom && tv.rel().sign() != 0) dg.mssp_violations.push_back(describe(tv));
@@ -306,7 +409,7 @@ Diagnosis diagnose(const ParamTable& t, const Regime& r, Optimizer opt, bool res
     for (int g = 0; g < kMats; ++g) {
       auto gg = static_cast<Group>(g);
       Rational eps = r.ladder(v[sym(Param::eps, gg)]), grad = r.ladder(evaluate(m.grad_entry(gg), v));
-      if (eps != grad) {
+      if (eps != grad && !carries_absent(m.grad_entry(gg))) {
         std::string s = std::string("Adam epsilon of ") + kGroupNames[g] + " ~ n^" + eps.str() +
                         " but gradient entries ~ n^" + grad.str();
         dg.mup_violations.push_back(s);
