@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Set up (install what is missing, build), then train a regime-I muP MoE on a synthetic teacher at
-# three widths, write the HDF5 runs and a PNG of the loss curves, and say where they are.
+# The showcase, on built-in configs (under ten minutes on 2 cores): set up (install what is missing,
+# build), then
+#   1.+2. solve the regime-I DMFT limit of an MoE (MSSP, SGD, full batch), train finite widths
+#      N = Ne = 32..512 against it, and fit the gap and seed spread versus N (one `converge` call;
+#      `moedmft dmft-moe` solves the limit alone);
+#   3. run a small LR sweep in regime I, SP versus muP versus MSSP, and analyse LR transfer;
+#   4. draw the figures and print the verdicts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -8,25 +13,22 @@ bash scripts/setup.sh
 out=results/demo
 mkdir -p "$out"
 python=/usr/bin/python3; [[ -x $python ]] || python=python3   # Debian's python has h5py/matplotlib
-runs=()
+moedmft=./build/experiments/moedmft
+export OMP_WAIT_POLICY=passive
 start=$(date +%s)
-for n in 64 256 1024; do
-  file="$out/regime1_mup_N$n.h5"
-  echo "== N = Ne = $n"
-  ./build/experiments/moedmft train --config experiments/configs/demo_regime1_mup.toml \
-    --set model.N=$n --set model.Ne=$n --output "$file" >/dev/null
-  runs+=("$file")
-done
-"$python" scripts/plot_runs.py "${runs[@]}" --out "$out/loss_curves.png" >/dev/null
-"$python" - "${runs[@]}" <<'PY'
-import sys, h5py, numpy as np
-print(f"{'run':40s} {'final train loss (mean of last 50)':>36s} {'final val loss':>15s}")
-for path in sys.argv[1:]:
-    with h5py.File(path, "r") as f:
-        train = f["metrics/train_loss"][-50:].mean()
-        val = f["diagnostics/val_loss"][-1]
-        print(f"{path:40s} {train:36.4f} {val:15.4f}")
-PY
+
+echo "== 1-2. regime-I DMFT limit (mssp-I-sgd, M = 8 soft experts, P = 16, 30 full-batch steps)"
+echo "        and finite widths N = Ne = 32..512 (4 seeds each) against it"
+$moedmft converge -c experiments/configs/dmft_moe_regime1.toml --widths 32,64,128,256,512 --seeds 4 -q \
+  -o "$out/dmft_convergence.h5" | sed '$d'
+"$python" scripts/plot_convergence.py "$out/dmft_convergence.h5" --out "$out/dmft_convergence.png" >/dev/null
+
+echo "== 3. LR sweep in regime I: sp vs mup-I-sgd vs mssp-I-sgd (N = 64, 256; 5 LRs; 2 seeds)"
+rm -rf "$out/sweep_regime1.h5" "$out/sweep_regime1.h5.points"
+$moedmft sweep -c experiments/configs/demo_sweep_regime1.toml >/dev/null
+$moedmft analyze "$out/sweep_regime1.h5"
+"$python" scripts/plot_sweep.py "$out/sweep_regime1.h5" --out "$out/sweep_regime1.png" >/dev/null
+
 echo "demo finished in $(( $(date +%s) - start )) s"
-echo "runs:   ${runs[*]}"
-echo "figure: $out/loss_curves.png"
+echo "files:   $out/dmft_convergence.h5 $out/sweep_regime1.h5"
+echo "figures: $out/dmft_convergence.png $out/sweep_regime1.png"
