@@ -269,19 +269,8 @@ void train_batched_group(const std::vector<RunConfig>& cfgs, const std::vector<R
   // Diagnostics as train_run measures them: a fixed probe slice of the training set.
   std::vector<std::unique_ptr<DiagnosticsProbe<T>>> probes(R);
   auto measure = [&](int r, long step) {
-    RunOutcome& o = outcomes[r];
-    const MoeNetwork<T>& net = engine.network(r);
-    o.diag_steps.push_back(step);
-    o.diag_values.push_back(probes[r]->measure(net, step > 0 ? &engine.engine(r).last_gradients() : nullptr));
-    double vl = kNaN, va = kNaN;
-    if (data.val.size() > 0 && !o.diverged) {
-      ForwardCache<T> vc;
-      net.forward(x_val, vc);
-      vl = net.loss(vc, y_val, data.val.labels, nullptr);
-      if (classification) va = accuracy(vc.f, y_val, data.val.labels);
-    }
-    o.val_loss.push_back(vl);
-    o.val_accuracy.push_back(va);
+    record_diagnostics(engine.network(r), *probes[r], step > 0 ? &engine.engine(r).last_gradients() : nullptr, data,
+                       x_val, y_val, step, outcomes[r]);
   };
   const auto start = std::chrono::steady_clock::now();
   for (int r = 0; r < R; ++r) {

@@ -97,6 +97,22 @@ double accuracy(const Mat<T>& f, const Mat<T>& y, const std::vector<int>& labels
 }
 
 template <class T>
+void record_diagnostics(const MoeNetwork<T>& net, DiagnosticsProbe<T>& probe, const std::vector<Vec<T>>* grads,
+                        const RunData& data, const Mat<T>& x_val, const Mat<T>& y_val, long step, RunOutcome& out) {
+  out.diag_steps.push_back(step);
+  out.diag_values.push_back(probe.measure(net, grads));
+  double vl = kNaN, va = kNaN;
+  if (data.val.size() > 0 && !out.diverged) {
+    ForwardCache<T> vc;
+    net.forward(x_val, vc);
+    vl = net.loss(vc, y_val, data.val.labels, nullptr);
+    if (data.train.num_classes > 0) va = accuracy(vc.f, y_val, data.val.labels);
+  }
+  out.val_loss.push_back(vl);
+  out.val_accuracy.push_back(va);
+}
+
+template <class T>
 RunOutcome train_run(const RunConfig& cfg, const RunData& data, TrainingEngine<T>& engine, const ProgressFn& progress) {
   RunOutcome out;
   const bool classification = data.train.num_classes > 0;
@@ -114,19 +130,7 @@ RunOutcome train_run(const RunConfig& cfg, const RunData& data, TrainingEngine<T
   }
 
   auto measure = [&](long step) {
-    if (!diag) return;
-    const MoeNetwork<T>& net = engine.network();
-    out.diag_steps.push_back(step);
-    out.diag_values.push_back(diag->measure(net, step > 0 ? &engine.last_gradients() : nullptr));
-    double vl = kNaN, va = kNaN;
-    if (data.val.size() > 0 && !out.diverged) {
-      ForwardCache<T> vc;
-      net.forward(x_val, vc);
-      vl = net.loss(vc, y_val, data.val.labels, nullptr);
-      if (classification) va = accuracy(vc.f, y_val, data.val.labels);
-    }
-    out.val_loss.push_back(vl);
-    out.val_accuracy.push_back(va);
+    if (diag) record_diagnostics(engine.network(), *diag, step > 0 ? &engine.last_gradients() : nullptr, data, x_val, y_val, step, out);
   };
 
   const auto start = std::chrono::steady_clock::now();
@@ -178,6 +182,10 @@ template MoeNetwork<float> build_network<float>(const RunConfig&, const Resolved
 template MoeNetwork<double> build_network<double>(const RunConfig&, const ResolvedParam&);
 template double accuracy<float>(const Mat<float>&, const Mat<float>&, const std::vector<int>&);
 template double accuracy<double>(const Mat<double>&, const Mat<double>&, const std::vector<int>&);
+template void record_diagnostics<float>(const MoeNetwork<float>&, DiagnosticsProbe<float>&, const std::vector<Vec<float>>*,
+                                        const RunData&, const Mat<float>&, const Mat<float>&, long, RunOutcome&);
+template void record_diagnostics<double>(const MoeNetwork<double>&, DiagnosticsProbe<double>&, const std::vector<Vec<double>>*,
+                                         const RunData&, const Mat<double>&, const Mat<double>&, long, RunOutcome&);
 template RunOutcome train_run<float>(const RunConfig&, const RunData&, TrainingEngine<float>&, const ProgressFn&);
 template RunOutcome train_run<double>(const RunConfig&, const RunData&, TrainingEngine<double>&, const ProgressFn&);
 template RunOutcome train_run<float>(const RunConfig&, const RunData&, MoeNetwork<float>&, const ProgressFn&);

@@ -7,6 +7,7 @@
 
 #include "data/dataset.hpp"
 #include "experiments/run_config.hpp"
+#include "models/diagnostics.hpp"
 #include "models/engine.hpp"
 #include "models/network.hpp"
 
@@ -52,6 +53,12 @@ RunOutcome train_run(const RunConfig& cfg, const RunData& data, TrainingEngine<T
 // The CPU path: trains `net` in place.
 template <class T>
 RunOutcome train_run(const RunConfig& cfg, const RunData& data, MoeNetwork<T>& net, const ProgressFn& progress = {});
+
+// One diagnostics row: the probe's measurements (grads: the last step's gradients, null at step 0)
+// and the validation loss/accuracy (NaN without validation data or after divergence).
+template <class T>
+void record_diagnostics(const MoeNetwork<T>& net, DiagnosticsProbe<T>& probe, const std::vector<Vec<T>>* grads,
+                        const RunData& data, const Mat<T>& x_val, const Mat<T>& y_val, long step, RunOutcome& out);
 
 // Fraction correct: C == 1 compares signs with +-1 targets, otherwise argmax against labels.
 template <class T>
