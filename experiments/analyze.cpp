@@ -60,13 +60,23 @@ int argmin_finite(const std::vector<double>& v) {
   return best;
 }
 
+// Row-major position of a sweep point: group base + size, LR and seed offsets.
+struct PointLayout {
+  std::vector<size_t> stride;
+  int a_lr, a_size, a_seed;
+  size_t n_seeds;
+  size_t index(size_t base, size_t s, size_t j, size_t r) const {
+    return base + s * stride[a_size] + j * stride[a_lr] + (a_seed >= 0 ? r * stride[a_seed] : 0);
+  }
+};
+
 }  // namespace
 
 // The limit's loss (PyTorch mean convention, as the sweep's train loss) against the seed-mean
 // training curves at the grid LR nearest the limit's, for the groups of the limit's table.
-void add_dmft_overlay(const std::string& path, const std::vector<double>& series, size_t T,
-                      const std::vector<Axis>& axes, int a_lr, int a_size, int a_seed,
-                      const std::vector<size_t>& stride, std::vector<GroupAnalysis>& groups) {
+static void add_dmft_overlay(const std::string& path, const std::vector<double>& train_loss, size_t T,
+                             const std::vector<double>& lrs, const PointLayout& layout,
+                             const std::vector<size_t>& group_base, std::vector<GroupAnalysis>& groups) {
   h5::File f(path, h5::Mode::read);
   if (!h5::has_attr(f, "/", "kind") || h5::read_attr_string(f, "/", "kind") != "dmft_moe")
     throw ConfigError("--dmft: '" + path + "' is not a `moedmft dmft-moe` file");
@@ -74,31 +84,19 @@ void add_dmft_overlay(const std::string& path, const std::vector<double>& series
   const double lr = h5::read_attr_double(f, "/", "lr");
   const std::string table = h5::read_attr_string(f, "param", "name");
   const size_t steps = std::min(T, limit.size());
-  const auto& lrs = axes[a_lr].values;
   size_t j = 0;
   for (size_t i = 1; i < lrs.size(); ++i)
     if (std::abs(std::log(lrs[i] / lr)) < std::abs(std::log(lrs[j] / lr))) j = i;
-  const size_t n_seeds = a_seed >= 0 ? axes[a_seed].labels.size() : 1;
   for (size_t g = 0; g < groups.size(); ++g) {
     GroupAnalysis& G = groups[g];
     if (G.label != "all" && G.label.find("=" + table) == std::string::npos) continue;
-    // the group's base offset: recover it from its first point by matching the label order
-    size_t base = 0, rest = g;
-    for (int a = int(axes.size()) - 1; a >= 0; --a) {
-      if (a == a_lr || a == a_size || a == a_seed) continue;
-      const size_t extent = axes[a].labels.size();
-      base += (rest % extent) * stride[a];
-      rest /= extent;
-    }
     G.dmft_lr = lrs[j];
     for (size_t s = 0; s < G.size.size(); ++s) {
       double sum = 0;
       for (size_t t = 0; t < steps; ++t) {
         double mean = 0;
-        for (size_t r = 0; r < n_seeds; ++r) {
-          const size_t p = base + s * stride[a_size] + j * stride[a_lr] + (a_seed >= 0 ? r * stride[a_seed] : 0);
-          mean += series[p * T + t] / double(n_seeds);
-        }
+        for (size_t r = 0; r < layout.n_seeds; ++r)
+          mean += train_loss[layout.index(group_base[g], s, j, r) * T + t] / double(layout.n_seeds);
         sum += (mean - limit[t]) * (mean - limit[t]);
       }
       G.dmft_gap.push_back(std::sqrt(sum / double(steps)));
@@ -156,8 +154,10 @@ std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeO
   size_t n_groups = 1;
   for (int a : group_axes) n_groups *= extent[a];
   const size_t S = extent[a_size], J = extent[a_lr], n_seeds = a_seed >= 0 ? extent[a_seed] : 1;
+  const PointLayout layout{stride, a_lr, a_size, a_seed, n_seeds};
 
   std::vector<GroupAnalysis> out(n_groups);
+  std::vector<size_t> group_base(n_groups);
   for (size_t g = 0; g < n_groups; ++g) {
     GroupAnalysis& G = out[g];
     size_t base = 0, rest = g;
@@ -170,6 +170,7 @@ std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeO
       label = axes[a].name + "=" + axes[a].labels[i] + (label.empty() ? "" : ", ") + label;
     }
     G.label = label.empty() ? "all" : label;
+    group_base[g] = base;
     G.size = axes[a_size].values;
     G.lr = axes[a_lr].values;
     G.loss.assign(S, std::vector<double>(J));
@@ -179,7 +180,7 @@ std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeO
       for (size_t j = 0; j < J; ++j) {
         std::vector<double> v;
         for (size_t r = 0; r < n_seeds; ++r) {
-          const size_t p = base + s * stride[a_size] + j * stride[a_lr] + (a_seed >= 0 ? r * stride[a_seed] : 0);
+          const size_t p = layout.index(base, s, j, r);
           v.push_back(final_loss[p]);
           per_seed[r][j] = final_loss[p];
         }
@@ -220,7 +221,12 @@ std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeO
       }
     }
   }
-  if (!opt.dmft_path.empty()) add_dmft_overlay(opt.dmft_path, series, T, axes, a_lr, a_size, a_seed, stride, out);
+  if (!opt.dmft_path.empty()) {
+    // always against the training loss (the limit has no validation set)
+    const std::vector<double> train = opt.use_val ? h5::read_double(f, "train_loss", nullptr) : series;
+    const size_t T_train = opt.use_val ? train.size() / points : T;
+    add_dmft_overlay(opt.dmft_path, train, T_train, axes[a_lr].values, layout, group_base, out);
+  }
   return out;
 }
 

@@ -76,7 +76,7 @@ MoeDmftResult solve_moe_dmft(const MoeDmftConfig& cfg, const Mat<double>& x, con
   if (y.size() != x.rows())
     throw ConfigError("dmft: y has " + std::to_string(y.size()) + " rows, x has " + std::to_string(x.rows()));
   const Mat<double> XXt = x * x.transpose();
-  const int R = cfg.replicates, P = static_cast<int>(x.rows()), T = cfg.T, M = cfg.M;
+  const int R = cfg.replicates, T = cfg.T;
   std::vector<MoeTrace> runs(R);
   // Replicates in parallel; each march runs its GEMMs on one thread.
   const int outer = std::min(R, omp_get_max_threads());
@@ -118,8 +118,6 @@ MoeDmftResult solve_moe_dmft(const MoeDmftConfig& cfg, const Mat<double>& x, con
     out.f_replicates.push_back(runs[r].f);
     out.loss_replicates.push_back(runs[r].loss);
   }
-  (void)P;
-  (void)M;
   return out;
 }
 
