@@ -21,12 +21,14 @@
 #include <string>
 #include <vector>
 
+#include "experiments/bench/bench_model.hpp"
 #include "experiments/run_config.hpp"
 #include "experiments/trainer.hpp"
 #include "models/cuda/cuda_engine.hpp"
 #include "models/random.hpp"
 
 using namespace moedmft;
+using namespace moedmft::bench;
 
 namespace {
 
@@ -87,31 +89,11 @@ double cublas_sgemm_tflops(int n, bool tf32, int repeats = 20) {
   return 2.0 * n * n * double(n) / median(times) / 1e12;
 }
 
-struct BenchShape {
-  const char* name;
-  int D, N, Ne, M, K, B;
-  int repeats;
-};
-
 void bench_shape(const BenchShape& bs, bool tf32) {
-  Shape s;
-  s.D = bs.D; s.N = bs.N; s.Ne = bs.Ne; s.M = bs.M; s.K = bs.K; s.C = 1;
-  ModelOptions o;
-  o.routing = Routing::topk;
-  ResolvedParam p;
-  for (int g = 0; g < kNumGroups; ++g) {
-    p.groups[g].init_std = 1.0 / std::sqrt(double(g == 0 ? s.D : s.N));
-    p.groups[g].lr = 1e-3;
-    p.groups[g].eps = 1e-8;
-  }
-  MoeNetwork<float> net(s, o, p);
-  net.initialize(1);
-  Rng rng(2);
-  Mat<float> x(bs.B, s.D), y(bs.B, 1);
-  for (int i = 0; i < x.size(); ++i) x.data()[i] = float(rng.normal());
-  for (int i = 0; i < y.size(); ++i) y.data()[i] = float(rng.normal());
-  OptimizerConfig oc;
-  oc.kind = OptimizerKind::adam;
+  BenchProblem pb = make_bench_problem(bs);
+  MoeNetwork<float>& net = pb.net;
+  const OptimizerConfig& oc = pb.optim;
+  const Mat<float>&x = pb.x, &y = pb.y;
   CudaOptions co;
   co.tf32 = tf32;
   auto engine = make_cuda_engine(net, oc, co);
@@ -123,10 +105,7 @@ void bench_shape(const BenchShape& bs, bool tf32) {
     loss = engine->step(x, y, {}, nullptr);
     if (r >= 10) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
-  const double B = bs.B, routed = B * s.K;
-  const double in = 2 * B * s.D * s.N, router = 2 * B * s.N * s.M, experts = 2 * routed * s.N * s.Ne * 2,
-               readout = 2 * B * s.N * s.C;
-  const double flops = (in + router + experts + readout) + (in + 2 * (router + experts + readout));
+  const double flops = step_matmul_flops(bs);
   const double sec = median(times);
   std::printf("moedmft_gpu %s ms_per_step=%.4f tflops=%.4f tf32=%d final_loss=%.6g\n", bs.name, sec * 1e3,
               flops / sec / 1e12, int(tf32), loss);
@@ -223,8 +202,9 @@ int main(int argc, char** argv) {
     std::printf("cublas sgemm n=4096 tflops=%.2f tf32=0\n", cublas_sgemm_tflops(4096, false));
     std::printf("cublas sgemm n=4096 tflops=%.2f tf32=1\n", cublas_sgemm_tflops(4096, true));
     std::printf("cublas sgemm n=1024 tflops=%.2f tf32=%d\n", cublas_sgemm_tflops(1024, tf32), int(tf32));
-    const BenchShape small{"small", 256, 128, 128, 8, 2, 50, 400};
-    const BenchShape large{"large", 1024, 1024, 1024, 8, 2, 512, 100};
+    const BenchShape small = kSmallShape;
+    BenchShape large = kLargeShape;
+    large.repeats = 100;  // steps are fast on the GPU
     if (which == "all" || which == "shapes" || which == "small") bench_shape(small, tf32);
     if (which == "all" || which == "shapes" || which == "large") bench_shape(large, tf32);
     if (which == "all" || which == "sweep") bench_sweep(config);
