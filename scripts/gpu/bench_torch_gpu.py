@@ -18,46 +18,18 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
-import moe_reference as ref  # noqa: E402
-from bench_torch import SHAPES, flops_per_step  # noqa: E402
+from bench_torch import SHAPES, flops_per_step, make_step, time_steps  # noqa: E402
 
 STEPS = {"small": (30, 100), "large": (10, 50)}  # (warm-up steps, steps per timed repeat)
 
 
 def bench_shape(name, repeats, dev, seed=0):
-    s = SHAPES[name]
-    cfg = dict(ref.DEFAULT_CONFIG, **s)
-    cfg.update(L=1, routing="topk", gate="sigmoid", activation="gelu", loss="mse", renormalize=0, residual=0)
-    rng = np.random.default_rng(seed)
-    params = ref.init_params(cfg, rng, dtype=torch.float32, router_std=s["N"] ** -0.5)
-    x = torch.tensor(rng.standard_normal((s["B"], s["D"])), dtype=torch.float32, device=dev)
-    y = torch.tensor(rng.standard_normal((s["B"], s["C"])), dtype=torch.float32, device=dev)
-    p = {k: params[k].to(dev).clone().requires_grad_(True) for k in ref.WEIGHT_NAMES}
-    opt = torch.optim.Adam([{"params": [p[k]], "lr": 1e-4, "eps": 1e-8} for k in ref.WEIGHT_NAMES],
-                           betas=(0.9, 0.999))
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = ref.loss_fn(ref.forward(p, cfg, x, dense=False), y, cfg)
-        loss.backward()
-        opt.step()
-        return loss
-
+    s, step = make_step(name, seed, device=dev)
     warm, nsteps = STEPS[name]
-    for _ in range(warm):
-        step()
-    torch.cuda.synchronize()
-    per_step = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(nsteps):
-            loss = step()
-        torch.cuda.synchronize()
-        per_step.append((time.perf_counter() - t0) / nsteps)
+    per_step, loss = time_steps(step, warm, nsteps, repeats, sync=torch.cuda.synchronize)
     ms = 1e3 * statistics.median(per_step)
     fl = flops_per_step(s)
     return dict(impl="torch_gpu", shape=name, ms_per_step=ms, tflops=fl / (ms * 1e-3) / 1e12, flops_per_step=fl,

@@ -62,16 +62,18 @@ def flops_per_step(s):
     return (f_in + f_rest) + (f_in + 2 * f_rest)
 
 
-def bench_shape(name, threads, repeats, seed=0):
+def make_step(name, seed=0, device="cpu"):
+    """The benchmark problem of a shape (also used by scripts/gpu/bench_torch_gpu.py): returns the
+    shape and a function doing one Adam training step that returns the loss."""
     s = SHAPES[name]
     cfg = dict(ref.DEFAULT_CONFIG, **s)
     cfg.update(L=1, routing="topk", gate="sigmoid", activation="gelu", loss="mse",
                renormalize=0, residual=0)
     rng = np.random.default_rng(seed)
     params = ref.init_params(cfg, rng, dtype=torch.float32, router_std=s["N"] ** -0.5)
-    x = torch.tensor(rng.standard_normal((s["B"], s["D"])), dtype=torch.float32)
-    y = torch.tensor(rng.standard_normal((s["B"], s["C"])), dtype=torch.float32)
-    p = {k: params[k].clone().requires_grad_(True) for k in ref.WEIGHT_NAMES}
+    x = torch.tensor(rng.standard_normal((s["B"], s["D"])), dtype=torch.float32, device=device)
+    y = torch.tensor(rng.standard_normal((s["B"], s["C"])), dtype=torch.float32, device=device)
+    p = {k: params[k].to(device).clone().requires_grad_(True) for k in ref.WEIGHT_NAMES}
     opt = torch.optim.Adam([{"params": [p[k]], "lr": 1e-4, "eps": 1e-8}
                             for k in ref.WEIGHT_NAMES], betas=(0.9, 0.999))
 
@@ -82,15 +84,28 @@ def bench_shape(name, threads, repeats, seed=0):
         opt.step()
         return loss
 
-    warm, nsteps = STEPS[name]
+    return s, step
+
+
+def time_steps(step, warm, nsteps, repeats, sync=lambda: None):
+    """Seconds per step of each timed repeat (after `warm` untimed steps), and the last loss."""
     for _ in range(warm):
         step()
+    sync()
     per_step = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(nsteps):
             loss = step()
+        sync()
         per_step.append((time.perf_counter() - t0) / nsteps)
+    return per_step, loss
+
+
+def bench_shape(name, threads, repeats, seed=0):
+    s, step = make_step(name, seed)
+    warm, nsteps = STEPS[name]
+    per_step, loss = time_steps(step, warm, nsteps, repeats)
     ms = 1e3 * statistics.median(per_step)
     fl = flops_per_step(s)
     return dict(impl="torch", shape=name, threads=threads, ms_per_step=ms,
