@@ -60,8 +60,8 @@ double MultiRunEngine<T>::step_one(Run& run, const Mat<T>& x, const Mat<T>& y, c
 }
 
 template <class T>
-void MultiRunEngine<T>::step(const Mat<T>& x, const Mat<T>& y, const std::vector<int>& labels,
-                             std::vector<double>& losses, std::vector<Mat<T>>* f) {
+void MultiRunEngine<T>::step_live_runs(std::vector<double>& losses, std::vector<Mat<T>>* f,
+                                       const std::function<double(Run&, int, Mat<T>*)>& one) {
   const int R = size();
   losses.assign(R, kNaN);
   if (f) f->resize(R);
@@ -72,7 +72,7 @@ void MultiRunEngine<T>::step(const Mat<T>& x, const Mat<T>& y, const std::vector
     Run& run = *runs_[r];
     if (run.diverged) continue;
     try {
-      losses[r] = step_one(run, x, y, labels, f ? &(*f)[r] : nullptr);
+      losses[r] = one(run, r, f ? &(*f)[r] : nullptr);
     } catch (...) {
 #pragma omp critical(moedmft_multirun_failure)
       if (!failure) failure = std::current_exception();
@@ -82,27 +82,20 @@ void MultiRunEngine<T>::step(const Mat<T>& x, const Mat<T>& y, const std::vector
 }
 
 template <class T>
+void MultiRunEngine<T>::step(const Mat<T>& x, const Mat<T>& y, const std::vector<int>& labels,
+                             std::vector<double>& losses, std::vector<Mat<T>>* f) {
+  step_live_runs(losses, f, [&](Run& run, int, Mat<T>* out) { return step_one(run, x, y, labels, out); });
+}
+
+template <class T>
 void MultiRunEngine<T>::step(const std::vector<RunBatch<T>>& batches, const std::vector<int>& batch_of,
                              std::vector<double>& losses, std::vector<Mat<T>>* f) {
-  const int R = size();
-  if (batch_of.empty() ? int(batches.size()) != R : int(batch_of.size()) != R)
+  if (batch_of.empty() ? int(batches.size()) != size() : int(batch_of.size()) != size())
     throw ConfigError("multirun: need one batch (or one batch index) per run");
-  losses.assign(R, kNaN);
-  if (f) f->resize(R);
-  std::exception_ptr failure;
-#pragma omp parallel for schedule(static) num_threads(threads())
-  for (int r = 0; r < R; ++r) {
-    Run& run = *runs_[r];
-    if (run.diverged) continue;
-    try {
-      const RunBatch<T>& b = batches.at(batch_of.empty() ? r : batch_of[r]);
-      losses[r] = step_one(run, b.x, b.y, b.labels, f ? &(*f)[r] : nullptr);
-    } catch (...) {
-#pragma omp critical(moedmft_multirun_failure)
-      if (!failure) failure = std::current_exception();
-    }
-  }
-  if (failure) std::rethrow_exception(failure);
+  step_live_runs(losses, f, [&](Run& run, int r, Mat<T>* out) {
+    const RunBatch<T>& b = batches.at(batch_of.empty() ? r : batch_of[r]);
+    return step_one(run, b.x, b.y, b.labels, out);
+  });
 }
 
 template <class T>

@@ -86,6 +86,10 @@ class MultiRunEngine {
     long steps = 0;
   };
   double step_one(Run& run, const Mat<T>& x, const Mat<T>& y, const std::vector<int>& labels, Mat<T>* f);
+  // Steps every live run in parallel through one(run, index, outputs); NaN for diverged runs; the
+  // first exception of any run is rethrown after the loop.
+  void step_live_runs(std::vector<double>& losses, std::vector<Mat<T>>* f,
+                      const std::function<double(Run&, int, Mat<T>*)>& one);
 
   int threads_;
   long cache_budget_ = 512L << 10;  // bytes per thread (about half a typical L2)
