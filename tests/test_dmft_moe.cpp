@@ -10,24 +10,16 @@
 #include "solver/dmft/dmft.hpp"
 #include "solver/dmft/moe.hpp"
 #include "solver/dmft/references.hpp"
-#include "test_support.hpp"
+#include "dmft_moe_support.hpp"
 
 using namespace moedmft;
 using namespace moedmft::dmft;
 
 namespace {
 
-struct Toy {
-  Mat<double> x;
-  Vec<double> y;
-};
-
-Toy toy_data(int P, int D, uint64_t seed) {
-  Toy t;
-  t.x = testing::random_matrix(P, D, seed);
-  t.y = testing::random_matrix(P, 1, seed + 1).col(0) * 0.5;
-  return t;
-}
+using testing::max_z;
+using testing::Toy;
+using testing::toy_data;
 
 MoeDmftConfig frozen_config(int M, int T) {
   MoeDmftConfig c;
@@ -56,9 +48,6 @@ Mat<double> feature_kernel(const MoeDmftConfig& c, const Mat<double>& x) {
   return c.M * g * g * c.k.c_expert2 * c.k.c_expert2 * Phi2;
 }
 
-double max_z(const Mat<double>& a, const Mat<double>& b, const Mat<double>& err) {
-  return ((a - b).cwiseAbs().array() / (err.array() + 1e-12)).maxCoeff();
-}
 
 }  // namespace
 
@@ -218,36 +207,17 @@ diag_every = 0
   const RunData data = prepare_data(run, {});
   const MoeDmftResult lim = solve_moe_dmft(c, data.train.x, data.train.y.col(0));
   const int seeds = 12, T = 8;
-  auto losses_at = [&](int N) {
-    Mat<double> losses(seeds, T);
-    for (int s = 0; s < seeds; ++s) {
-      RunConfig cfg = parse_run_config(text, {"model.N=" + std::to_string(N), "model.Ne=" + std::to_string(N),
-                                              "seed=" + std::to_string(100 + s)});
-      MoeNetwork<double> net = build_network<double>(cfg, resolve_run_param(cfg));
-      const RunOutcome out = train_run(cfg, data, net);
-      for (int t = 0; t < T; ++t) losses(s, t) = out.train_loss[t];
-    }
-    return losses;
+  auto train = [&](int N, int s) {
+    RunConfig cfg = parse_run_config(text, {"model.N=" + std::to_string(N), "model.Ne=" + std::to_string(N),
+                                            "seed=" + std::to_string(100 + s)});
+    MoeNetwork<double> net = build_network<double>(cfg, resolve_run_param(cfg));
+    return train_run(cfg, data, net).train_loss;
   };
-  // 1/N extrapolation from N and 2N per seed, 2 L(2N) - L(N): the same seed draws correlated
-  // weights at both widths, so the seed error is taken from the paired differences.
-  const Mat<double> extrap = 2.0 * losses_at(256) - losses_at(128);
-  const Vec<double> mean = extrap.colwise().mean();
-  const Vec<double> var =
-      ((extrap.rowwise() - mean.transpose()).array().square().colwise().sum() / (seeds - 1.0) / seeds).matrix();
-  int worst = 0;
-  double worst_z = 0;
-  for (int t = 1; t < T; ++t) {
-    const double err = std::sqrt(var(t) + lim.loss_err[t] * lim.loss_err[t]);
-    const double z = std::abs(mean(t) - lim.loss[t]) / err;
-    if (z > worst_z) {
-      worst_z = z;
-      worst = t;
-    }
-  }
-  INFO("worst step " << worst << ": extrapolated " << mean(worst) << " vs limit " << lim.loss[worst] << " +- "
-                     << lim.loss_err[worst] << " (z = " << worst_z << ")");
-  WARN("finite-width extrapolation vs limit: worst z = " << worst_z << " at step " << worst);
+  const testing::Extrapolation e = testing::extrapolation_vs_limit(train, 128, seeds, T, lim.loss, lim.loss_err);
+  const double worst_z = e.worst_z;
+  INFO("worst step " << e.worst_step << ": extrapolated " << e.extrapolated << " vs limit " << lim.loss[e.worst_step]
+                     << " +- " << lim.loss_err[e.worst_step] << " (z = " << worst_z << ")");
+  WARN("finite-width extrapolation vs limit: worst z = " << worst_z << " at step " << e.worst_step);
   CHECK(worst_z < 4.0);
   CHECK(lim.loss[T - 1] < 0.7 * lim.loss[0]);
 }
@@ -259,18 +229,10 @@ TEST_CASE("moe dmft: one linear expert with frozen gates equals the dense deep-l
   // network LR gamma0^2 N eta, loss 0.5 sum (y - f)^2). Mapping the constants (the MoE loss is
   // the mean, so its LRs carry P/2): every hidden-to-hidden response term of the MoE march is
   // exercised, and at gamma0 = 1 they move the loss by far more than the error bars.
-  const int P = 4, D = 3, T = 14;
-  const Toy d = toy_data(P, D, 21);
-  DmftConfig dense;
-  dense.T = T;
-  dense.L = 3;
-  dense.samples = 4096;
-  dense.replicates = 6;
-  dense.gamma0 = 1.0;
-  dense.eta = 0.15;
-  dense.phi = Activation::identity;
-  dense.seed = 5;
-  const DmftResult ref = solve_dmft(dense, d.x, d.y);
+  const testing::DeepLinearReference dl;
+  const int P = dl.P, D = dl.D, T = dl.T;
+  const Toy& d = dl.data;
+  const DmftResult& ref = dl.ref;
 
   MoeDmftConfig c;
   c.T = T;
@@ -279,18 +241,17 @@ TEST_CASE("moe dmft: one linear expert with frozen gates equals the dense deep-l
   c.replicates = 6;
   c.seed = 9;
   c.phi = Activation::identity;
-  const double g0 = dense.gamma0, eta = dense.eta;
   c.k.sigma_in = 1.0 / std::sqrt(double(D));
-  c.k.lr_in = g0 * g0 * eta * P / (2.0 * D);
+  c.k.lr_in = dl.hidden_lr / D;
   c.k.c_router = 1.0;  // lr_router = 0: gates stay sigmoid(0) * 2 = 1
   c.k.gate = 2.0;
   c.k.c_expert1 = c.k.c_expert2 = 1.0;
-  c.k.lr_expert1 = c.k.lr_expert2 = g0 * g0 * eta * P / 2.0;
-  c.k.c_out = 1.0 / g0;
-  c.k.lr_out = eta * P / 2.0;
+  c.k.lr_expert1 = c.k.lr_expert2 = dl.hidden_lr;
+  c.k.c_out = 1.0 / dl.dense.gamma0;
+  c.k.lr_out = dl.readout_lr;
   c.k.ratio = 1.0;
   const MoeDmftResult r = solve_moe_dmft(c, d.x, d.y);
-  const Mat<double> err = (r.f_err.array().square() + ref.f_err.array().square()).sqrt();
+  const Mat<double> err = dl.err(r.f_err);
   INFO("max z " << max_z(r.f, ref.f, err));
   CHECK(max_z(r.f, ref.f, err) < 4.5);
   CHECK(r.loss[T] == Approx(2.0 * ref.loss[T] / P).epsilon(0.1));

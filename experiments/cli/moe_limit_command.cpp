@@ -1,4 +1,4 @@
-// `moedmft dmft-moe`: the regime-I DMFT limit of a training-run configuration, to HDF5.
+// `moedmft dmft-moe`: the regime-I or regime-II DMFT limit of a training-run configuration, to HDF5.
 // `moedmft converge`: finite widths along a ladder against that limit, with fitted rates.
 #include <iomanip>
 #include <iostream>
@@ -42,25 +42,33 @@ std::string slope_text(const SlopeFit& s) {
 
 std::vector<Command> add_moe_limit_commands(CLI::App& app) {
   struct Args {
-    std::string config, output, widths = "16,32,64,128,256,512";
+    std::string config, output, regime, widths = "16,32,64,128,256,512";
     std::vector<std::string> sets;
     int seeds = 4;
     bool quiet = false;
   };
   auto a = std::make_shared<Args>();
   auto b = std::make_shared<Args>();
-  CLI::App* lim = app.add_subcommand("dmft-moe", "regime-I DMFT limit of an MoE training config (full-batch SGD), to HDF5");
+  CLI::App* lim = app.add_subcommand("dmft-moe", "regime-I/II DMFT limit of an MoE training config (full-batch SGD), to HDF5");
   lim->add_option("--config,-c", a->config, "run TOML (as for train) plus an optional [dmft] section")->required();
   lim->add_option("--set,-s", a->sets, "override a key, e.g. --set dmft.samples=2048 (repeatable)");
   lim->add_option("--output,-o", a->output, "output HDF5 file (default: the config's output with _limit)");
   lim->add_flag("--quiet,-q", a->quiet, "no summary");
-  CLI::App* conv = app.add_subcommand("converge", "finite-width MoE runs along a width ladder against the regime-I DMFT limit");
+  lim->add_option("--regime", a->regime, "I, II or auto (default: the [dmft] regime key, else auto)");
+  CLI::App* conv = app.add_subcommand("converge", "finite-width MoE runs along a width ladder against the regime-I/II DMFT limit");
   conv->add_option("--config,-c", b->config, "run TOML (as for train) plus an optional [dmft] section")->required();
   conv->add_option("--set,-s", b->sets, "override a key (repeatable)");
   conv->add_option("--widths,-w", b->widths, "comma-separated N ladder (Ne/N kept from the config)");
   conv->add_option("--seeds", b->seeds, "seeds per width (>= 2)");
   conv->add_option("--output,-o", b->output, "output HDF5 file (default: the config's output with _convergence)");
   conv->add_flag("--quiet,-q", b->quiet, "no progress lines");
+  conv->add_option("--regime", b->regime, "I, II or auto (default: the [dmft] regime key, else auto)");
+  // --regime is one more override of the document
+  auto overrides = [](const Args& x) {
+    std::vector<std::string> sets = x.sets;
+    if (!x.regime.empty()) sets.push_back("dmft.regime=\"" + x.regime + "\"");
+    return sets;
+  };
 
   auto out_name = [](const Args& x, const MoeLimitSetup& s, const std::string& suffix) {
     if (!x.output.empty()) return x.output;
@@ -69,23 +77,36 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
     return (dot == std::string::npos ? o : o.substr(0, dot)) + suffix + ".h5";
   };
   return {{lim,
-           [a, out_name]() {
-             const MoeLimitSetup s = read_moe_limit_config(read_config_text(a->config, "--config"), a->sets, a->config);
+           [a, out_name, overrides]() {
+             const MoeLimitSetup s =
+                 read_moe_limit_config(read_config_text(a->config, "--config"), overrides(*a), a->config);
              RunConfig run = s.run;
              const RunData data = prepare_data(run, {});
              const Vec<double> y = data.train.y.col(0);
-             const dmft::MoeDmftResult r = dmft::solve_moe_dmft(s.dmft, data.train.x, y);
              const std::string path = out_name(*a, s, "_limit");
-             write_moe_limit(path, s, data.train.x, y, r);
+             std::vector<double> loss, loss_err;
+             if (s.regime == 2) {
+               const dmft::Moe2DmftResult r = dmft::solve_moe2_dmft(s.dmft2, data.train.x, y);
+               write_moe2_limit(path, s, data.train.x, y, r);
+               loss = r.loss;
+               loss_err = r.loss_err;
+             } else {
+               const dmft::MoeDmftResult r = dmft::solve_moe_dmft(s.dmft, data.train.x, y);
+               write_moe_limit(path, s, data.train.x, y, r);
+               loss = r.loss;
+               loss_err = r.loss_err;
+             }
              if (!a->quiet)
-               std::cerr << "moedmft dmft-moe: " << s.run.param_table << " M=" << s.dmft.M << " K=" << s.dmft.K
-                         << " P=" << data.train.size() << " T=" << s.dmft.T << ": loss " << r.loss.front() << " -> "
-                         << r.loss.back() << " +- " << r.loss_err.back() << "\n";
+               std::cerr << "moedmft dmft-moe: regime " << (s.regime == 2 ? "II" : "I") << ", " << s.run.param_table
+                         << " M=" << s.run.shape.M << " K=" << s.run.shape.K << " P=" << data.train.size()
+                         << " T=" << s.run.train.steps << ": loss " << loss.front() << " -> " << loss.back() << " +- "
+                         << loss_err.back() << "\n";
              std::cout << path << "\n";
              return 0;
            }},
-          {conv, [b, out_name]() {
-             const MoeLimitSetup s = read_moe_limit_config(read_config_text(b->config, "--config"), b->sets, b->config);
+          {conv, [b, out_name, overrides]() {
+             const MoeLimitSetup s =
+                 read_moe_limit_config(read_config_text(b->config, "--config"), overrides(*b), b->config);
              ConvergenceOptions o;
              o.widths = parse_widths(b->widths);
              o.seeds = b->seeds;

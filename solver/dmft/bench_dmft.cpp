@@ -1,7 +1,8 @@
 // Benchmark of the DMFT solvers: time per deep causal sweep (L = 2) and per two-layer march at
-// n = P (T+1) ~ 2000 and 4000, with achieved GFLOP/s from the flop model below, next to the
-// float64 GEMM throughput (Eigen and the linked BLAS dgemm_) measured in the same run.
-// Usage: moedmft_bench_dmft [samples=1024] [reps=1]
+// n = P (T+1) ~ 2000 and 4000, and per regime-II MoE solve (P = 16, T = 30, Ne = 16), with achieved
+// GFLOP/s from the flop models below, next to the float64 GEMM throughput (Eigen and the linked
+// BLAS dgemm_) measured in the same run.
+// Usage: moedmft_bench_dmft [samples=1024] [reps=1] [regime2_only=0]
 #include <omp.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 
 #include "models/random.hpp"
 #include "solver/dmft/dmft.hpp"
+#include "solver/dmft/moe2.hpp"
 
 extern "C" void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*,
                        const double*, const int*, const double*, const int*, const double*, double*,
@@ -36,6 +38,7 @@ static Mat<double> rnd(int r, int c, uint64_t seed) {
 int main(int argc, char** argv) {
   const int S = argc > 1 ? std::atoi(argv[1]) : 1024;
   const int reps = argc > 2 ? std::atoi(argv[2]) : 1;
+  const bool regime2_only = argc > 3 && std::atoi(argv[3]) != 0;
   std::printf("threads %d, samples S = %d\n", omp_get_max_threads(), S);
   // float64 GEMM reference throughput (square, m = 2000)
   {
@@ -53,6 +56,40 @@ int main(int argc, char** argv) {
     std::printf("dgemm %dx%dx%d: Eigen %.1f GFLOP/s, BLAS dgemm_ %.1f GFLOP/s\n", m, m, m,
                 2.0 * m * m * m / te * 1e-9, 2.0 * m * m * m / tb * 1e-9);
   }
+  // Regime-II MoE limit: per step the expert-neuron rows (S_e Ne of them) meet the history in
+  // ~9 GEMMs of 2 rows n_k P flops, the residual populations in ~12, the router rows in ~6;
+  // summed over steps: (9 S_e Ne + 12 S + 6 S_e) n^2 flop.
+  for (int Se : {1024, 2048, 4096}) {
+    const int P = 16, T = 30, n = P * (T + 1);
+    const Mat<double> x = rnd(P, 16, 5) * 0.25;
+    const Mat<double> y = rnd(P, 1, 6).col(0);
+    Moe2DmftConfig c;
+    c.T = T;
+    c.samples = 2 * Se;
+    c.expert_samples = Se;
+    c.replicates = omp_get_max_threads();
+    c.k.c_router = c.k.c_expert1 = 1.0;
+    c.k.c_expert2 = 8.0;
+    c.k.lr_router = c.k.lr_expert1 = c.k.lr_expert2 = 0.005;
+    c.k.lr_in = 0.005 / 128;
+    c.k.lr_out = 0.64;
+    c.k.sigma_in = 0.25;
+    c.k.nu = 1.0 / 16;
+    c.k.Ne = 16;
+    double best = 1e30;
+    for (int r = 0; r < reps; ++r) {
+      auto t0 = Clock::now();
+      const Moe2DmftResult res = solve_moe2_dmft(c, x, y);
+      best = std::min(best, seconds_since(t0));
+      if (!std::isfinite(res.loss[T])) std::printf("non-finite output!\n");
+    }
+    const double flops = c.replicates * (9.0 * Se * c.k.Ne + 12.0 * c.samples + 6.0 * Se) * double(n) * n;
+    std::printf("regime-II MoE   P=%d T=%d n=%d S=%d S_e=%d Ne=%d x %d replicates: %.3f s per solve, %.1f GFLOP/s, "
+                "%.0f MiB per replicate\n",
+                P, T, n, c.samples, Se, c.k.Ne, c.replicates, best, flops / best * 1e-9,
+                moe2_march_bytes(c, P) / (1024.0 * 1024.0));
+  }
+  if (regime2_only) return 0;
   struct Size { int P, T; };
   for (Size sz : {Size{20, 99}, Size{40, 99}}) {
     const int n = sz.P * (sz.T + 1);

@@ -8,26 +8,10 @@
 #include "solver/dmft/activation.hpp"
 #include "solver/dmft/causal.hpp"
 #include "solver/dmft/moe_march.hpp"
+#include "solver/dmft/noise.hpp"
 
 namespace moedmft::dmft {
 
-namespace {
-
-Mat<double> white(int rows, int cols, Rng& rng, bool antithetic, bool negate_partner) {
-  Mat<double> w(rows, cols);
-  for (int i = 0; i < rows; ++i) {
-    if (antithetic && i % 2 == 1) {
-      w.row(i) = negate_partner ? Mat<double>(-w.row(i - 1)) : Mat<double>(w.row(i - 1));
-      continue;
-    }
-    for (int j = 0; j < cols; ++j) w(i, j) = rng.normal();
-  }
-  return w;
-}
-
-double mean_square(const Mat<double>& m) { return m.squaredNorm() / static_cast<double>(m.size()); }
-
-}  // namespace
 
 struct MoeMarch {
   const MoeDmftConfig& cfg;

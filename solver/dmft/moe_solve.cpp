@@ -5,7 +5,9 @@
 #include <cmath>
 
 #include "models/random.hpp"
+#include "solver/dmft/memory.hpp"
 #include "solver/dmft/moe_march.hpp"
+#include "solver/dmft/noise.hpp"
 
 namespace moedmft::dmft {
 
@@ -80,26 +82,20 @@ MoeDmftResult solve_moe_dmft(const MoeDmftConfig& cfg, const Mat<double>& x, con
   std::vector<MoeTrace> runs(R);
   // Replicates in parallel; each march runs its GEMMs on one thread.
   const int outer = std::min(R, omp_get_max_threads());
-#pragma omp parallel for num_threads(outer) schedule(dynamic, 1) if (outer > 1)
-  for (int r = 0; r < R; ++r) runs[r] = march_moe_once(cfg, XXt, y, mix_seed(cfg.seed, 1000 + r));
+  {
+    // [S, n] histories: 3 of h1 plus 9 per expert; [n, n] kernels and factors: 2 + 4 per expert.
+    const double n = double(T + 1) * x.rows(), S = cfg.samples, M = cfg.M;
+    const double bytes = 8.0 * 1.1 * ((3 + 9 * M) * S * n + (2 + 4 * M) * n * n) * outer;
+    require_memory(bytes, "dmft.samples/train.steps/data.P",
+                   std::to_string(outer) + " replicates at once, S = " + std::to_string(cfg.samples) +
+                       ", M = " + std::to_string(cfg.M) + ", n = (T+1) P = " + std::to_string(int(n)));
+  }
+  // Replicates in parallel; each march runs its GEMMs on one thread.
+  parallel_replicates(R, outer, [&](int r) { runs[r] = march_moe_once(cfg, XXt, y, mix_seed(cfg.seed, 1000 + r)); });
 
   MoeDmftResult out;
-  auto stats = [R](auto get, Mat<double>& mean, Mat<double>* err) {
-    mean = get(0);
-    for (int r = 1; r < R; ++r) mean += get(r);
-    mean /= R;
-    if (!err) return;
-    err->setZero(mean.rows(), mean.cols());
-    if (R < 2) return;
-    for (int r = 0; r < R; ++r) err->array() += (get(r) - mean).array().square();
-    *err = (err->array() / (R - 1.0) / R).sqrt();
-  };
-  stats([&](int r) { return runs[r].f; }, out.f, &out.f_err);
-  Mat<double> loss_mean, loss_err;
-  stats([&](int r) { return Mat<double>(Eigen::Map<const Mat<double>>(runs[r].loss.data(), T + 1, 1)); }, loss_mean,
-        &loss_err);
-  out.loss.assign(loss_mean.data(), loss_mean.data() + T + 1);
-  out.loss_err.assign(loss_err.data(), loss_err.data() + T + 1);
+  auto stats = [R](auto get, Mat<double>& mean, Mat<double>* err) { replicate_stats(R, get, mean, err); };
+  trajectory_stats(runs, out);
   stats([&](int r) { return runs[r].psi; }, out.psi, &out.psi_err);
   stats([&](int r) { return runs[r].gates; }, out.gates, nullptr);
   stats([&](int r) { return runs[r].load; }, out.load, nullptr);
@@ -113,10 +109,6 @@ MoeDmftResult solve_moe_dmft(const MoeDmftConfig& cfg, const Mat<double>& x, con
     stats([&](int r) { return runs[r].phi1[t]; }, out.phi1[t], nullptr);
     stats([&](int r) { return runs[r].phi2[t]; }, out.phi2[t], nullptr);
     stats([&](int r) { return runs[r].g2[t]; }, out.g2[t], nullptr);
-  }
-  for (int r = 0; r < R; ++r) {
-    out.f_replicates.push_back(runs[r].f);
-    out.loss_replicates.push_back(runs[r].loss);
   }
   return out;
 }

@@ -1,0 +1,228 @@
+// HDF5 outputs of `dmft-moe` and `converge` (regimes I and II): dimension scales so that xarray
+// opens every variable with named dimensions, and the run's resolved config, table and limit
+// constants as attributes. Files are written under a temporary name and renamed when complete.
+#include <filesystem>
+#include <limits>
+
+#include "data/h5/h5.hpp"
+#include "experiments/moe_convergence.hpp"
+#include "experiments/recorder.hpp"
+#include "moedmft_version.hpp"
+
+namespace moedmft {
+
+namespace {
+
+void write_common_attrs(hid_t f, const MoeLimitSetup& setup, const std::string& kind) {
+  h5::write_attr(f, "/", "kind", kind);
+  h5::write_attr(f, "/", "moedmft_version", std::string(MOEDMFT_VERSION));
+  h5::write_attr(f, "/", "config_toml", setup.resolved_toml);
+  h5::write_attr(f, "/", "seed", int64_t(setup.run.seed));
+  h5::write_attr(f, "/", "dmft_seed", int64_t(setup.dmft.seed));
+  h5::write_attr(f, "/", "lr", setup.run.resolve.base_lr);
+  h5::write_attr(f, "/", "loss_convention", std::string("mean over the P training points of (f - y)^2 (PyTorch mse_loss)"));
+  h5::write_attr(f, "/", "time_convention",
+                 std::string("step t = full-batch SGD updates taken; loss at step t is measured before update t"));
+  ParamTable table;
+  const ResolvedParam p = resolve_run_param(setup.run, &table);
+  write_param_table(f, "/param", table, p);
+  h5::open_or_create_group(f, "/limit_constants");
+  h5::write_attr(f, "/limit_constants", "regime", std::string(setup.regime == 2 ? "II" : "I"));
+  std::vector<std::pair<const char*, double>> consts;
+  if (setup.regime == 2) {
+    const auto& k = setup.dmft2.k;
+    consts = {{"sigma_in", k.sigma_in},   {"lr_in", k.lr_in},           {"c_router", k.c_router},
+              {"lr_router", k.lr_router}, {"c_expert1", k.c_expert1},   {"lr_expert1", k.lr_expert1},
+              {"c_expert2", k.c_expert2}, {"lr_expert2", k.lr_expert2}, {"c_out", k.c_out},
+              {"lr_out", k.lr_out},       {"gate", k.gate},             {"nu", k.nu},
+              {"kappa", k.kappa},         {"Ne", double(k.Ne)}};
+    h5::write_attr(f, "/limit_constants", "vanishing", k.vanishing.empty() ? std::string("none") : k.vanishing);
+    h5::write_attr(f, "/limit_constants", "keep_vanishing", int64_t(setup.keep_vanishing));
+    h5::write_attr(f, "/", "expert_samples", int64_t(setup.dmft2.expert_samples));
+  } else {
+    const auto& k = setup.dmft.k;
+    consts = {{"sigma_in", k.sigma_in},   {"lr_in", k.lr_in},           {"c_router", k.c_router},
+              {"lr_router", k.lr_router}, {"c_expert1", k.c_expert1},   {"lr_expert1", k.lr_expert1},
+              {"c_expert2", k.c_expert2}, {"lr_expert2", k.lr_expert2}, {"c_out", k.c_out},
+              {"lr_out", k.lr_out},       {"gate", k.gate},             {"ratio", k.ratio}};
+  }
+  for (const auto& [name, v] : consts) h5::write_attr(f, "/limit_constants", name, v);
+}
+
+void axis(hid_t f, const std::string& name, const std::vector<int64_t>& v) {
+  h5::write(f, name, v.data(), {hsize_t(v.size())});
+  h5::make_scale(f, name, name);
+}
+
+std::vector<int64_t> iota(size_t n) {
+  std::vector<int64_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = int64_t(i);
+  return v;
+}
+
+template <class Data>
+void put(hid_t f, const std::string& name, const Data* data, const std::vector<hsize_t>& dims,
+         const std::vector<std::string>& scales) {
+  h5::write(f, name, data, dims);
+  for (size_t d = 0; d < scales.size(); ++d) h5::attach_scale(f, name, scales[d], unsigned(d));
+}
+
+void kernels(hid_t f, const std::string& name, const std::vector<Mat<double>>& k) {
+  std::vector<double> flat;
+  for (const auto& m : k) flat.insert(flat.end(), m.data(), m.data() + m.size());
+  put(f, name, flat.data(), {hsize_t(k.size()), hsize_t(k.front().rows()), hsize_t(k.front().cols())},
+      {"step", "point", "point2"});
+}
+
+// The observables both regimes share, under `prefix` (dimension scales must exist at the root).
+template <class Result>
+void put_common(hid_t f, const std::string& prefix, const Result& r) {
+  const hsize_t T1 = r.f.rows(), P = r.f.cols(), fields = r.rms.cols();
+  put(f, prefix + "loss", r.loss.data(), {T1}, {"step"});
+  put(f, prefix + "loss_err", r.loss_err.data(), {T1}, {"step"});
+  put(f, prefix + "f", r.f.data(), {T1, P}, {"step", "point"});
+  put(f, prefix + "f_err", r.f_err.data(), {T1, P}, {"step", "point"});
+  put(f, prefix + "aggregation_rms", r.agg.data(), {T1, 5}, {"step", "term"});
+  put(f, prefix + "aggregation_rms_err", r.agg_err.data(), {T1, 5}, {"step", "term"});
+  put(f, prefix + "activation_rms", r.rms.data(), {T1, fields}, {"step", "field"});
+  put(f, prefix + "activation_rms_err", r.rms_err.data(), {T1, fields}, {"step", "field"});
+  kernels(f, prefix + "kernel_h1", r.phi1);
+  kernels(f, prefix + "kernel_expert_act", r.phi2);
+  kernels(f, prefix + "kernel_expert_grad", r.g2);
+  put(f, prefix + "readout_kernel", r.readout_kernel.data(), {T1, T1}, {"step", "step2"});
+}
+
+// The limit's observables under `prefix` (dimension scales must exist at the root).
+void put_limit(hid_t f, const std::string& prefix, const dmft::MoeDmftResult& r, int M) {
+  const hsize_t T1 = r.f.rows(), P = r.f.cols();
+  put_common(f, prefix, r);
+  // psi and gates are stored [T+1, M*P] with column m*P + mu: exactly [step, expert, point].
+  put(f, prefix + "router_logits", r.psi.data(), {T1, hsize_t(M), P}, {"step", "expert", "point"});
+  put(f, prefix + "router_logits_err", r.psi_err.data(), {T1, hsize_t(M), P}, {"step", "expert", "point"});
+  put(f, prefix + "gates", r.gates.data(), {T1, hsize_t(M), P}, {"step", "expert", "point"});
+  put(f, prefix + "load", r.load.data(), {T1, hsize_t(M)}, {"step", "expert"});
+}
+
+void limit_axes(hid_t f, size_t T1, size_t P, int M) {
+  axis(f, "step", iota(T1));
+  axis(f, "step2", iota(T1));
+  axis(f, "point", iota(P));
+  axis(f, "point2", iota(P));
+  axis(f, "expert", iota(size_t(M)));
+  h5::write_strings(f, "term", {"hagg", "init", "propagating", "effective", "cross"});
+  h5::make_scale(f, "term", "term");
+  h5::write_strings(f, "field", {"h1", "expert_act", "expert_out"});
+  h5::make_scale(f, "field", "field");
+}
+
+// Regime-II observables under `prefix`: no per-expert axis (experts are a particle law).
+void put_limit2(hid_t f, const std::string& prefix, const dmft::Moe2DmftResult& r) {
+  const hsize_t T1 = r.f.rows(), P = r.f.cols();
+  put_common(f, prefix, r);
+  const std::pair<const char*, const Mat<double>*> law[] = {
+      {"logit_mean", &r.logit_mean}, {"logit_mean_err", &r.logit_mean_err},
+      {"logit_std", &r.logit_std},   {"logit_std_err", &r.logit_std_err},
+      {"logit_quantile", &r.logit_quantile}, {"logit_quantile_err", &r.logit_quantile_err}};
+  for (const auto& [name, m] : law) put(f, prefix + name, m->data(), {T1, P}, {"step", "point"});
+  put(f, prefix + "load_stats", r.load.data(), {T1, 3}, {"step", "load_stat"});
+  put(f, prefix + "load_stats_err", r.load_err.data(), {T1, 3}, {"step", "load_stat"});
+  kernels(f, prefix + "kernel_expert_gated", r.gated);
+}
+
+void limit2_axes(hid_t f, size_t T1, size_t P) {
+  axis(f, "step", iota(T1));
+  axis(f, "step2", iota(T1));
+  axis(f, "point", iota(P));
+  axis(f, "point2", iota(P));
+  h5::write_strings(f, "term", {"hagg", "init", "propagating", "effective", "cross"});
+  h5::make_scale(f, "term", "term");
+  h5::write_strings(f, "field", {"h1", "router_logit", "expert_act", "hagg"});
+  h5::make_scale(f, "field", "field");
+  h5::write_strings(f, "load_stat", {"mean", "std", "dead_fraction"});
+  h5::make_scale(f, "load_stat", "load_stat");
+}
+
+template <class Body>
+void atomic_write(const std::string& path, Body body) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  if (target.has_parent_path()) fs::create_directories(target.parent_path());
+  const std::string partial = path + ".partial";
+  {
+    h5::File f(partial, h5::Mode::truncate);
+    body(f);
+  }
+  fs::rename(partial, target);
+}
+
+}  // namespace
+
+void write_moe_limit(const std::string& path, const MoeLimitSetup& setup, const Mat<double>& x, const Vec<double>& y,
+                     const dmft::MoeDmftResult& r) {
+  atomic_write(path, [&](h5::File& f) {
+    write_common_attrs(f, setup, "dmft_moe");
+    const size_t T1 = r.f.rows(), P = r.f.cols();
+    limit_axes(f, T1, P, setup.dmft.M);
+    axis(f, "feature", iota(size_t(x.cols())));
+    axis(f, "replicate", iota(r.f_replicates.size()));
+    put_limit(f, "", r, setup.dmft.M);
+    put(f, "x", x.data(), {hsize_t(P), hsize_t(x.cols())}, {"point", "feature"});
+    put(f, "y", y.data(), {hsize_t(P)}, {"point"});
+    std::vector<double> reps;
+    for (const auto& l : r.loss_replicates) reps.insert(reps.end(), l.begin(), l.end());
+    put(f, "loss_replicates", reps.data(), {hsize_t(r.loss_replicates.size()), hsize_t(T1)}, {"replicate", "step"});
+  });
+}
+
+void write_moe2_limit(const std::string& path, const MoeLimitSetup& setup, const Mat<double>& x, const Vec<double>& y,
+                      const dmft::Moe2DmftResult& r) {
+  atomic_write(path, [&](h5::File& f) {
+    write_common_attrs(f, setup, "dmft_moe");
+    const size_t T1 = r.f.rows(), P = r.f.cols();
+    limit2_axes(f, T1, P);
+    axis(f, "feature", iota(size_t(x.cols())));
+    axis(f, "replicate", iota(r.f_replicates.size()));
+    put_limit2(f, "", r);
+    put(f, "x", x.data(), {hsize_t(P), hsize_t(x.cols())}, {"point", "feature"});
+    put(f, "y", y.data(), {hsize_t(P)}, {"point"});
+    std::vector<double> reps;
+    for (const auto& l : r.loss_replicates) reps.insert(reps.end(), l.begin(), l.end());
+    put(f, "loss_replicates", reps.data(), {hsize_t(r.loss_replicates.size()), hsize_t(T1)}, {"replicate", "step"});
+  });
+}
+
+void write_convergence(const std::string& path, const MoeLimitSetup& setup, const ConvergenceResult& r) {
+  atomic_write(path, [&](h5::File& f) {
+    write_common_attrs(f, setup, "dmft_convergence");
+    if (r.regime == 2) {
+      limit2_axes(f, r.limit2.f.rows(), r.limit2.f.cols());
+      put_limit2(f, "limit_", r.limit2);
+    } else {
+      limit_axes(f, r.limit.f.rows(), r.limit.f.cols(), setup.dmft.M);
+      put_limit(f, "limit_", r.limit, setup.dmft.M);
+    }
+    std::vector<int64_t> widths(r.widths.begin(), r.widths.end());
+    axis(f, "width", widths);
+    axis(f, "seed", iota(size_t(r.seeds)));
+    axis(f, "train_step", iota(size_t(r.steps)));
+    put(f, "finite_loss", r.loss.data(), {hsize_t(r.widths.size()), hsize_t(r.seeds), hsize_t(r.steps)},
+        {"width", "seed", "train_step"});
+    const hsize_t W = r.widths.size();
+    put(f, "gap", r.gap.data(), {W}, {"width"});
+    put(f, "gap_err", r.gap_err.data(), {W}, {"width"});
+    put(f, "spread", r.spread.data(), {W}, {"width"});
+    std::vector<uint8_t> used(r.in_gap_fit.begin(), r.in_gap_fit.end());
+    put(f, "in_gap_fit", used.data(), {W}, {"width"});
+    auto fit_attrs = [&](const std::string& name, const SlopeFit& s) {
+      h5::write_attr(f, "/", name + "_slope", s.valid ? s.slope : std::numeric_limits<double>::quiet_NaN());
+      h5::write_attr(f, "/", name + "_slope_lo", s.valid ? s.lo : std::numeric_limits<double>::quiet_NaN());
+      h5::write_attr(f, "/", name + "_slope_hi", s.valid ? s.hi : std::numeric_limits<double>::quiet_NaN());
+      h5::write_attr(f, "/", name + "_fit_points", int64_t(s.samples));
+    };
+    fit_attrs("gap", r.gap_fit);
+    fit_attrs("spread", r.spread_fit);
+    h5::write_attr(f, "/", "solver_error", r.solver_error);
+  });
+}
+
+}  // namespace moedmft

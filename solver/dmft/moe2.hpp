@@ -1,0 +1,96 @@
+// Regime-II DMFT of the MLP-MoE: N, M, K -> infinity with nu = M/N and kappa = K/M fixed, the
+// expert width Ne fixed (and kept exact). Full-batch SGD on the simulator's mean-squared loss.
+// Derivation and every scale factor: docs/dmft_moe_regime2.md.
+//
+// Three populations: residual neurons of h1 (S samples), experts as exchangeable particles (S_e
+// samples, each with its router logit and its Ne hidden neurons), and residual neurons of hagg
+// (S samples, with the readout). The router, expert1 and expert2 matrices are hidden-to-hidden
+// between infinite populations, so each carries Gaussian sources, forward and backward response
+// terms and update terms; sums over experts are particle averages (softmax/renormalisation
+// normalisers and the top-K threshold included: top-K selects the kappa S_e largest particle
+// logits per token, the empirical kappa-quantile of the logit law).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/parameterization.hpp"
+#include "models/types.hpp"
+
+namespace moedmft::dmft {
+
+// Width-independent constants of the regime-II limit (multipliers folded into effective weights).
+// Gamma is the O(1) gate scale: g_m = (Gamma / M) ghat_m, ghat = gate_fn(psi) (divided by the
+// particle mean of the selected gate_fn values when the gates are normalised).
+struct Moe2LimitConstants {
+  double sigma_in = 1, lr_in = 0;       // s_in sigma_in; s_in^2 eta_in / N
+  double c_router = 1, lr_router = 0;   // sqrt(N) s_r sigma_r; s_r^2 eta_r
+  double c_expert1 = 1, lr_expert1 = 0; // sqrt(N) s_1 sigma_1; s_1^2 eta_1
+  double c_expert2 = 0, lr_expert2 = 0; // Gamma s_2 sigma_2 sqrt(Ne/M); Gamma^2 s_2^2 eta_2 / M^2
+  double c_out = 0, lr_out = 0;         // N s_out sigma_out; N s_out^2 eta_out
+  double gate = 1;                      // Gamma
+  double nu = 1.0 / 16;                 // M / N
+  double kappa = 1;                     // K / M
+  int Ne = 16;                          // expert width (finite, exact)
+  std::string vanishing;                // constants whose power of N is negative (0 in the limit)
+};
+
+// Constants of a resolved table at one shape (normalised = softmax gates or renormalisation).
+Moe2LimitConstants limit2_constants(const ResolvedParam& p, const Shape& shape, bool normalised);
+
+// Resolves the table at the shape and at twice its N, M and K (Ne fixed). A constant may stay
+// fixed or vanish (negative power of N: the limit keeps 0, e.g. muP's expert2 init term, unless
+// keep_vanishing holds it at its value at `shape`: the limit with that term at the run's size);
+// a growing constant throws ConfigError naming the group and the power of N.
+Moe2LimitConstants regime2_constants(const ParamTable& table, const Shape& shape, int m_base,
+                                     const ResolveInputs& inputs, bool normalised, bool keep_vanishing = false);
+
+struct Moe2DmftConfig {
+  int T = 50;                 // full-batch steps (outputs at t = 0..T)
+  int samples = 2048;         // residual neurons per population (h1 and hagg) and replicate
+  int expert_samples = 1024;  // expert particles S_e per replicate
+  int replicates = 4;         // independent solves; error bars are their standard error
+  uint64_t seed = 1;
+  bool antithetic = true;     // pairs with negated readout and backward noise: f(0) = 0 exactly
+  double jitter = 1e-9;       // relative pivot floor of the causal Cholesky factors
+  Activation phi = Activation::gelu;
+  Routing routing = Routing::soft;
+  GateFn gate = GateFn::sigmoid;
+  bool renormalize = false;
+  Moe2LimitConstants k;
+  int selected() const;       // kappa S_e: particles selected per token
+  bool normalised() const { return gate == GateFn::softmax || renormalize; }
+  void validate() const;      // ConfigError naming the field
+};
+
+// Bytes one replicate's march holds (the solve holds min(replicates, threads) of them).
+double moe2_march_bytes(const Moe2DmftConfig& cfg, int P);
+
+// Every [T+1, ...] output is the replicate mean; *_err its standard error.
+struct Moe2DmftResult {
+  Mat<double> f, f_err;                   // [T+1, P]
+  std::vector<double> loss, loss_err;     // [T+1] mean_mu (f - y)^2
+  // logit law per token over the particles: mean, std, and the selection threshold q* (the
+  // kappa S_e-th largest logit; NaN for soft routing)
+  Mat<double> logit_mean, logit_mean_err, logit_std, logit_std_err, logit_quantile, logit_quantile_err;
+  Mat<double> load, load_err;             // [T+1, 3]: particle load mean (= kappa), std, dead fraction
+  Mat<double> agg, agg_err;               // [T+1, 5]: RMS of hagg, init, propagating, effective, cross
+  Mat<double> rms, rms_err;               // [T+1, 4]: RMS of h1, psi, a (expert act), hagg
+  std::vector<Mat<double>> phi1, phi2, gated, g2;  // equal-time [T+1] x [P, P]: <a1 a1>, <a2 a2>,
+                                                   // <ghat a2 ghat a2>, <g2 g2> (expert neurons)
+  Mat<double> readout_kernel;             // [T+1, T+1]
+  std::vector<Mat<double>> f_replicates;
+  std::vector<std::vector<double>> loss_replicates;
+};
+
+Moe2DmftResult solve_moe2_dmft(const Moe2DmftConfig& cfg, const Mat<double>& x, const Vec<double>& y);
+
+// Particle gates of one step: psi [S_e, P] -> ghat [S_e, P] (0 where not selected) and the
+// gate_fn values q (for the backward). Exposed for the test against a finite network's gates.
+void particle_gates(const Moe2DmftConfig& cfg, const Mat<double>& psi, Mat<double>& ghat, Mat<double>& q,
+                    std::vector<std::vector<int>>& selected);
+// dL/dpsi of every particle (in units of -(w/N)) from dL/dghat = -(w/N) chi.
+Mat<double> particle_gate_backward(const Moe2DmftConfig& cfg, const Mat<double>& q, const Mat<double>& chi,
+                                   const std::vector<std::vector<int>>& selected);
+
+}  // namespace moedmft::dmft

@@ -1,0 +1,343 @@
+// One replicate of the regime-II MoE DMFT: a single causal march over t = 0..T. Every term and its
+// coefficient is listed in docs/dmft_moe_regime2.md section 3. Histories are [rows, n] with
+// n = (T+1) P, time-major; expert neurons are rows m Ne + j (particle m, hidden neuron j).
+#include <Eigen/Eigenvalues>
+#include <cmath>
+
+#include "models/gating.hpp"
+#include "models/network.hpp"
+#include "solver/dmft/activation.hpp"
+#include "solver/dmft/causal.hpp"
+#include "solver/dmft/moe2_march.hpp"
+#include "solver/dmft/noise.hpp"
+
+namespace moedmft::dmft {
+
+void particle_gates(const Moe2DmftConfig& cfg, const Mat<double>& psi, Mat<double>& ghat, Mat<double>& q,
+                    std::vector<std::vector<int>>& selected) {
+  const int E = static_cast<int>(psi.rows()), P = static_cast<int>(psi.cols());
+  const int K = cfg.routing == Routing::topk ? cfg.selected() : E;
+  // Normalised gates divide by the particle mean (1/S_e) sum_selected q: gate_values' factor S_e
+  // turns its sum over the selected into that mean.
+  const double factor = cfg.normalised() ? double(E) : 1.0;
+  ghat.setZero(E, P);
+  q.setZero(E, P);
+  selected.assign(P, {});
+  std::vector<double> col(E), qs(K), gs(K);
+  for (int mu = 0; mu < P; ++mu) {
+    for (int m = 0; m < E; ++m) col[m] = psi(m, mu);
+    std::vector<int>& sel = selected[mu];
+    if (K < E) {
+      select_topk(col.data(), E, K, sel);
+    } else {
+      sel.resize(E);
+      for (int m = 0; m < E; ++m) sel[m] = m;
+    }
+    gate_values(cfg.gate, cfg.renormalize, factor, col.data(), sel, qs.data(), gs.data());
+    for (int j = 0; j < K; ++j) {
+      ghat(sel[j], mu) = gs[j];
+      q(sel[j], mu) = qs[j];
+    }
+  }
+}
+
+Mat<double> particle_gate_backward(const Moe2DmftConfig& cfg, const Mat<double>& q, const Mat<double>& chi,
+                                   const std::vector<std::vector<int>>& selected) {
+  const int E = static_cast<int>(q.rows()), P = static_cast<int>(q.cols());
+  const double factor = cfg.normalised() ? double(E) : 1.0;
+  Mat<double> out = Mat<double>::Zero(E, P);
+  std::vector<double> qs, dg, dpsi;
+  for (int mu = 0; mu < P; ++mu) {
+    const std::vector<int>& sel = selected[mu];
+    const int K = static_cast<int>(sel.size());
+    qs.resize(K);
+    dg.resize(K);
+    dpsi.resize(K);
+    for (int j = 0; j < K; ++j) {
+      qs[j] = q(sel[j], mu);
+      dg[j] = chi(sel[j], mu);
+    }
+    gate_backward(cfg.gate, cfg.renormalize, factor, qs.data(), dg.data(), K, dpsi.data());
+    for (int j = 0; j < K; ++j) out(sel[j], mu) = dpsi[j];
+  }
+  return out;
+}
+
+namespace {
+
+// Rows of a per-particle [E, P] matrix repeated for each of the particle's Ne neurons.
+Mat<double> per_neuron(const Mat<double>& per_particle, int Ne) {
+  Mat<double> out(per_particle.rows() * Ne, per_particle.cols());
+  for (Eigen::Index m = 0; m < per_particle.rows(); ++m)
+    out.middleRows(m * Ne, Ne).rowwise() = per_particle.row(m);
+  return out;
+}
+
+// V(s, mu) = sum_nu Kern(row0 + mu, s P + nu) w(s P + nu), s < k: a kernel row folded with the
+// per-token error weights of each earlier step.
+Mat<double> fold(const Mat<double>& kern, int row0, const Vec<double>& w, int k, int P) {
+  Mat<double> V(k, P);
+  for (int s = 0; s < k; ++s) V.row(s) = (kern.block(row0, s * P, P, P) * w.segment(s * P, P)).transpose();
+  return V;
+}
+
+// Symmetric square root factor B (B B^T = C) of a small covariance, negative eigenvalues clamped.
+Mat<double> psd_factor(const Mat<double>& C) {
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(Eigen::MatrixXd(0.5 * (C + C.transpose())));
+  const Eigen::VectorXd d = es.eigenvalues().cwiseMax(0.0).cwiseSqrt();
+  return Mat<double>(es.eigenvectors() * d.asDiagonal());
+}
+
+}  // namespace
+
+struct Moe2March {
+  const Moe2DmftConfig& cfg;
+  const Moe2LimitConstants& c;
+  const Mat<double>& XXt;
+  const Vec<double>& y;
+  const int S, E, Ne, EN, P, T, n;
+  uint64_t seed = 0;
+
+  // residual neurons of h1
+  Mat<double> U1, A1, X1, PD1, RhoR, Rho1, Phi1;
+  CausalChol LPhi1;
+  // particles: router neuron (logit) histories
+  Mat<double> ZetaR, GR, YR, GDR, KGR;
+  CausalChol LGR;
+  // particles: expert neurons; At holds the gated activations ghat a2 that feed expert2
+  Mat<double> Zeta1, At, Xt, G2h, Y2, GD2, Rho2, A20, KG2, Phit;
+  CausalChol LG2, LPt;
+  // residual neurons of hagg, with the readout
+  Mat<double> Zo, Zh, Zw, Cz;
+  Vec<double> Z, Wh;
+  CausalChol Lz;
+  Moe2Trace tr;
+
+  Moe2March(const Moe2DmftConfig& cf, const Mat<double>& xxt, const Vec<double>& yy)
+      : cfg(cf), c(cf.k), XXt(xxt), y(yy), S(cf.samples), E(cf.expert_samples), Ne(cf.k.Ne), EN(E * Ne),
+        P(static_cast<int>(xxt.rows())), T(cf.T), n((cf.T + 1) * static_cast<int>(xxt.rows())) {}
+
+  void draw(uint64_t s) {
+    seed = s;
+    Rng rng(s);
+    const bool ant = cfg.antithetic;
+    const Mat<double> Lx =
+        Eigen::LLT<Mat<double>>(XXt + 1e-12 * XXt.diagonal().maxCoeff() * Mat<double>::Identity(P, P)).matrixL();
+    U1 = white(S, P, rng, ant, false) * Lx.transpose() * c.sigma_in;
+    RhoR = white(S, n, rng, ant, true);
+    Rho1 = white(S, n, rng, ant, true);
+    ZetaR = white(E, n, rng, false, false);
+    Zeta1 = white(EN, n, rng, false, false);
+    Rho2 = white(EN, T + 1, rng, false, false);
+    Zo = white(S, n, rng, ant, false);
+    Z = white(S, 1, rng, ant, true).col(0) * c.c_out;
+  }
+
+  void allocate() {
+    for (Mat<double>* m : {&A1, &X1, &PD1}) m->setZero(S, n);
+    for (Mat<double>* m : {&GR, &YR, &GDR}) m->setZero(E, n);
+    for (Mat<double>* m : {&At, &Xt, &G2h, &Y2, &GD2}) m->setZero(EN, n);
+    for (Mat<double>* m : {&Phi1, &KGR, &KG2, &Phit}) m->setZero(n, n);
+    for (CausalChol* l : {&LPhi1, &LGR, &LG2, &LPt}) l->init(n);
+    Zh.setZero(S, T + 1);
+    Zw.setZero(S, T + 1);
+    Cz.setZero(T + 1, T + 1);
+    Lz.init(T + 1);
+    Wh.setZero(n);
+    tr = Moe2Trace{};
+    tr.f.resize(T + 1, P);
+    tr.loss.resize(T + 1);
+    for (Mat<double>* m : {&tr.logit_mean, &tr.logit_std, &tr.logit_quantile}) m->setZero(T + 1, P);
+    tr.load.setZero(T + 1, 3);
+    tr.agg.setZero(T + 1, 5);
+    tr.rms.setZero(T + 1, 4);
+    tr.phi1.assign(T + 1, Mat<double>());
+    tr.phi2 = tr.gated = tr.g2 = tr.phi1;
+  }
+
+  // Kernel row of step k from the new block F [rows, P] of history H, normalised by `inv`;
+  // written into K (both triangles) and grown into its causal factor.
+  void kernel_row(const Mat<double>& Fk, const Mat<double>& H, double inv, int K0, Mat<double>& K, CausalChol& L) {
+    const Mat<double> Crow = (Fk.transpose() * H.leftCols(K0 + P)) * inv;
+    K.block(K0, 0, P, K0 + P) = Crow;
+    K.block(0, K0, K0 + P, P) = Crow.transpose();
+    L.extend(Crow, K0, P, cfg.jitter);
+  }
+
+  // The init term W2(0)^T [ghat(k) a2(0)] of hagg: jointly Gaussian with the expert2 source of
+  // the history, so it is the regression on that source's noise plus an independent residual,
+  // plus its own forward response. Cv = <v a~> against the history, V = <v v>.
+  Mat<double> init_term(const Mat<double>& v, const Mat<double>& Cv, int k) const {
+    const int K0 = k * P, n1 = K0 + P;
+    Mat<double> Ct = Cv.transpose();  // [n1, P]
+    for (int j = 0; j < n1; ++j)
+      if (LPt.dead[j]) Ct.row(j).setZero();
+    Mat<double> betaT = LPt.L.topLeftCorner(n1, n1).triangularView<Eigen::Lower>().solve(Ct);
+    for (int j = 0; j < n1; ++j)
+      if (LPt.dead[j]) betaT.row(j).setZero();
+    const Mat<double> V = (v.transpose() * v) / double(EN);
+    Rng rng(mix_seed(seed, 7000 + uint64_t(k)));
+    const Mat<double> eps = white(S, P, rng, false, false);
+    Mat<double> out = Zo.leftCols(n1) * betaT + eps * psd_factor(V - betaT.transpose() * betaT).transpose();
+    out *= c.c_expert2;
+    if (k > 0)
+      out.noalias() +=
+          (c.c_expert2 * std::sqrt(c.nu * Ne)) * (Zw.leftCols(k) * ((Rho2.leftCols(k).transpose() * v) / double(EN)));
+    return out;
+  }
+
+  void run() {
+    const double invS = 1.0 / S, invE = 1.0 / E, invEN = 1.0 / EN;
+    const double nu = c.nu, nuNe = c.nu * Ne, sqnu = std::sqrt(nu), sqnuNe = std::sqrt(nuNe);
+    Mat<double> a1k, d1k, a2k, d2k, ghat, q;
+    std::vector<std::vector<int>> sel;
+    for (int k = 0; k <= T; ++k) {
+      const int K0 = k * P;
+      // ---------------- h1 forward
+      act_both(cfg.phi, U1, a1k, d1k);
+      A1.middleCols(K0, P) = a1k;
+      kernel_row(a1k, A1, invS, K0, Phi1, LPhi1);
+      LPhi1.kill_dead_noise(ZetaR, K0, P);
+      LPhi1.kill_dead_noise(Zeta1, K0, P);
+      LPhi1.whiten_block(A1, X1, K0, P);
+      tr.phi1[k] = Phi1.block(K0, K0, P, P);
+      const Mat<double> Phi1_past = k > 0 ? Mat<double>(Phi1.block(K0, 0, P, K0).transpose()) : Mat<double>();
+
+      // ---------------- particles: router logits, selection, gates
+      Mat<double> psi = c.c_router * LPhi1.sample_block(ZetaR, K0, P);
+      if (k > 0) {
+        psi.noalias() += (c.c_router / sqnu) * (YR.leftCols(K0) * ((RhoR.leftCols(K0).transpose() * a1k) * invS));
+        psi.noalias() += c.lr_router * (GDR.leftCols(K0) * Phi1_past);
+      }
+      particle_gates(cfg, psi, ghat, q, sel);
+      record_logits(k, psi, sel);
+
+      // ---------------- particles: expert neurons
+      Mat<double> u2 = c.c_expert1 * LPhi1.sample_block(Zeta1, K0, P);
+      if (k > 0) {
+        u2.noalias() += (c.c_expert1 / sqnuNe) * (Y2.leftCols(K0) * ((Rho1.leftCols(K0).transpose() * a1k) * invS));
+        u2.noalias() += c.lr_expert1 * (GD2.leftCols(K0) * Phi1_past);
+      }
+      act_both(cfg.phi, u2, a2k, d2k);
+      if (k == 0) A20 = a2k;
+      const Mat<double> gexp = per_neuron(ghat, Ne);
+      const Mat<double> atk = a2k.cwiseProduct(gexp);
+      At.middleCols(K0, P) = atk;
+      kernel_row(atk, At, invEN, K0, Phit, LPt);
+      LPt.kill_dead_noise(Zo, K0, P);
+      LPt.whiten_block(At, Xt, K0, P);
+      tr.gated[k] = Phit.block(K0, K0, P, P);
+      tr.phi2[k] = (a2k.transpose() * a2k) * invEN;
+
+      // ---------------- hagg: source + response (W2(0)^T a~) and update term (dW2^T a~)
+      Mat<double> src = c.c_expert2 * LPt.sample_block(Zo, K0, P);
+      Mat<double> learned = Mat<double>::Zero(S, P), eff = learned;
+      const Mat<double> v = A20.cwiseProduct(gexp);  // ghat(k) a2(0): input of the init terms
+      const Mat<double> Cv = (v.transpose() * At.leftCols(K0 + P)) * invEN;
+      if (k > 0) {
+        src.noalias() += (c.c_expert2 * sqnuNe) * (Zw.leftCols(k) * ((Rho2.leftCols(k).transpose() * atk) * invEN));
+        learned.noalias() = (c.lr_expert2 * nuNe) * (Zh.leftCols(k) * fold(Phit, K0, Wh, k, P));
+        eff.noalias() = (c.lr_expert2 * nuNe) * (Zh.leftCols(k) * fold(Cv, 0, Wh, k, P));
+      }
+      const Mat<double> init = c.c_expert2 != 0.0 ? init_term(v, Cv, k) : Mat<double>::Zero(S, P);
+      const Mat<double> hagg = src + learned;
+      const Vec<double> f = (hagg.transpose() * Z) * invS;
+      const Vec<double> delta = y - f;
+      const Vec<double> w = (2.0 / P) * delta;
+      tr.f.row(k) = f.transpose();
+      tr.loss[k] = delta.squaredNorm() / P;
+      tr.agg.row(k) << std::sqrt(mean_square(hagg)), std::sqrt(mean_square(init)),
+          std::sqrt(mean_square(src - init)), std::sqrt(mean_square(eff)), std::sqrt(mean_square(learned - eff));
+      tr.rms.row(k) << std::sqrt(mean_square(a1k)), std::sqrt(mean_square(psi)), std::sqrt(mean_square(a2k)),
+          std::sqrt(mean_square(hagg));
+      Wh.segment(K0, P) = w;
+
+      // ---------------- readout history and its causal factor
+      Zh.col(k) = Z;
+      {
+        const Mat<double> Crow = (Z.transpose() * Zh.leftCols(k + 1)) * invS;
+        Cz.block(k, 0, 1, k + 1) = Crow;
+        Cz.block(0, k, k + 1, 1) = Crow.transpose();
+        Lz.extend(Crow, k, 1, cfg.jitter);
+        Lz.kill_dead_noise(Rho2, k, 1);
+        Lz.whiten_block(Zh, Zw, k, 1);
+      }
+
+      // ---------------- particles backward: b~ = (Gamma/M) W2(t) z(t) per expert neuron
+      Vec<double> bt = (c.c_expert2 / sqnuNe) * Lz.sample_block(Rho2, k, 1).col(0);
+      if (k > 0) {
+        bt.noalias() += (c.c_expert2 / nuNe) * (Xt.leftCols(K0) * ((Zo.leftCols(K0).transpose() * Z) * invS));
+        Vec<double> cw(K0);
+        for (int s = 0; s < k; ++s) cw.segment(s * P, P) = Cz(k, s) * Wh.segment(s * P, P);
+        bt.noalias() += c.lr_expert2 * (At.leftCols(K0) * cw);
+      }
+      const Mat<double> g2 = d2k.cwiseProduct(gexp).array().colwise() * bt.array();
+      G2h.middleCols(K0, P) = g2;
+      GD2.middleCols(K0, P) = g2.array().rowwise() * w.transpose().array();
+      kernel_row(g2, G2h, invEN, K0, KG2, LG2);
+      LG2.kill_dead_noise(Rho1, K0, P);
+      LG2.whiten_block(G2h, Y2, K0, P);
+      tr.g2[k] = KG2.block(K0, K0, P, P);
+      // dL/dghat_m = -(w/N) chi_m with chi_m = sum_j a2_mj b~_mj; then the gate Jacobian
+      Mat<double> chi(E, P);
+      const Mat<double> ab = a2k.array().colwise() * bt.array();
+      for (int m = 0; m < E; ++m) chi.row(m) = ab.middleRows(m * Ne, Ne).colwise().sum();
+      const Mat<double> gr = particle_gate_backward(cfg, q, chi, sel);
+      GR.middleCols(K0, P) = gr;
+      GDR.middleCols(K0, P) = gr.array().rowwise() * w.transpose().array();
+      kernel_row(gr, GR, invE, K0, KGR, LGR);
+      LGR.kill_dead_noise(RhoR, K0, P);
+      LGR.whiten_block(GR, YR, K0, P);
+
+      // ---------------- h1 backward: router and expert1 sources, equal-time responses, updates
+      Mat<double> back = (c.c_router * sqnu) * LGR.sample_block(RhoR, K0, P);
+      back.noalias() += (c.c_router * nu) * (X1.leftCols(K0 + P) * ((ZetaR.leftCols(K0 + P).transpose() * gr) * invE));
+      back.noalias() += (c.c_expert1 * sqnuNe) * LG2.sample_block(Rho1, K0, P);
+      back.noalias() +=
+          (c.c_expert1 * nuNe) * (X1.leftCols(K0 + P) * ((Zeta1.leftCols(K0 + P).transpose() * g2) * invEN));
+      if (k > 0) {
+        back.noalias() += (c.lr_router * nu) * (PD1.leftCols(K0) * KGR.block(K0, 0, P, K0).transpose());
+        back.noalias() += (c.lr_expert1 * nuNe) * (PD1.leftCols(K0) * KG2.block(K0, 0, P, K0).transpose());
+      }
+      const Mat<double> g1 = d1k.cwiseProduct(back);
+      PD1.middleCols(K0, P) = a1k.array().rowwise() * w.transpose().array();
+
+      // ---------------- updates that close step k
+      const Mat<double> g1w = g1.array().rowwise() * w.transpose().array();
+      U1.noalias() += c.lr_in * (g1w * XXt);
+      Z.noalias() += c.lr_out * (hagg * w);
+    }
+  }
+
+  // Logit law per token (mean, std, selection threshold) and the particles' load statistics.
+  void record_logits(int k, const Mat<double>& psi, const std::vector<std::vector<int>>& sel) {
+    const bool topk = cfg.routing == Routing::topk;
+    Vec<double> load = Vec<double>::Zero(E);
+    for (int mu = 0; mu < P; ++mu) {
+      const auto col = psi.col(mu);
+      const double mean = col.mean();
+      tr.logit_mean(k, mu) = mean;
+      tr.logit_std(k, mu) = std::sqrt((col.array() - mean).square().sum() / std::max(1, E - 1));
+      double thr = std::numeric_limits<double>::infinity();
+      for (int m : sel[mu]) {
+        thr = std::min(thr, psi(m, mu));
+        load(m) += 1.0 / P;
+      }
+      tr.logit_quantile(k, mu) = topk ? thr : std::numeric_limits<double>::quiet_NaN();
+    }
+    const double lm = load.mean();
+    tr.load.row(k) << lm, std::sqrt((load.array() - lm).square().sum() / std::max(1, E - 1)),
+        (load.array() == 0.0).cast<double>().mean();
+  }
+};
+
+Moe2Trace march_moe2_once(const Moe2DmftConfig& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed) {
+  Moe2March mm(cfg, XXt, y);
+  mm.draw(seed);
+  mm.allocate();
+  mm.run();
+  mm.tr.cz = mm.Cz;
+  return std::move(mm.tr);
+}
+
+}  // namespace moedmft::dmft

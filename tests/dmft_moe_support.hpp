@@ -1,0 +1,82 @@
+// Helpers shared by the MoE DMFT tests of both regimes: toy data, z-scores, and the dense L = 3
+// deep-linear DMFT that both MoE limits reduce to (identity activations, constant gates).
+#pragma once
+#include <cmath>
+#include <vector>
+
+#include "solver/dmft/dmft.hpp"
+#include "test_support.hpp"
+
+namespace moedmft::testing {
+
+struct Toy {
+  Mat<double> x;
+  Vec<double> y;
+};
+
+inline Toy toy_data(int P, int D, uint64_t seed) {
+  Toy t;
+  t.x = random_matrix(P, D, seed);
+  t.y = random_matrix(P, 1, seed + 1).col(0) * 0.5;
+  return t;
+}
+
+inline double max_z(const Mat<double>& a, const Mat<double>& b, const Mat<double>& err) {
+  return ((a - b).cwiseAbs().array() / (err.array() + 1e-12)).maxCoeff();
+}
+
+// x -> W_in -> W1 -> W2 -> readout as the dense network of dmft.hpp (h1 = W0 x/sqrt(D),
+// h^{l+1} = W^l h^l/sqrt(N), f = w.h3/(gamma0 N), network LR gamma0^2 N eta, loss 0.5 sum (y - f)^2).
+// The MoE loss is the mean, so a mapped MoE LR carries P/2: hidden_lr = gamma0^2 eta P / 2.
+struct DeepLinearReference {
+  static constexpr int P = 4, D = 3, T = 14;
+  Toy data = toy_data(P, D, 21);
+  dmft::DmftConfig dense;
+  dmft::DmftResult ref;
+  double hidden_lr = 0, readout_lr = 0;
+  DeepLinearReference() {
+    dense.T = T;
+    dense.L = 3;
+    dense.samples = 4096;
+    dense.replicates = 6;
+    dense.gamma0 = 1.0;
+    dense.eta = 0.15;
+    dense.phi = Activation::identity;
+    dense.seed = 5;
+    ref = dmft::solve_dmft(dense, data.x, data.y);
+    hidden_lr = dense.gamma0 * dense.gamma0 * dense.eta * P / 2.0;
+    readout_lr = dense.eta * P / 2.0;
+  }
+  // Combined error bars of a solver's f against the reference.
+  Mat<double> err(const Mat<double>& f_err) const {
+    return (f_err.array().square() + ref.f_err.array().square()).sqrt();
+  }
+};
+
+// Finite networks against a limit by 1/N extrapolation from N and 2N per seed, 2 L(2N) - L(N):
+// the same seed draws correlated weights at both widths, so the seed error comes from the paired
+// differences. train(N, s) returns seed s's training loss at width N ([T] entries at least).
+struct Extrapolation {
+  int worst_step = 0;
+  double worst_z = 0, extrapolated = 0;
+};
+template <class Train>
+Extrapolation extrapolation_vs_limit(Train train, int N, int seeds, int T, const std::vector<double>& limit,
+                                     const std::vector<double>& limit_err) {
+  Mat<double> extrap(seeds, T);
+  for (int s = 0; s < seeds; ++s) {
+    const std::vector<double> small = train(N, s), large = train(2 * N, s);
+    for (int t = 0; t < T; ++t) extrap(s, t) = 2.0 * large[t] - small[t];
+  }
+  const Vec<double> mean = extrap.colwise().mean();
+  const Vec<double> var =
+      ((extrap.rowwise() - mean.transpose()).array().square().colwise().sum() / (seeds - 1.0) / seeds).matrix();
+  Extrapolation out;
+  for (int t = 1; t < T; ++t) {
+    const double z = std::abs(mean(t) - limit[t]) / std::sqrt(var(t) + limit_err[t] * limit_err[t]);
+    if (z > out.worst_z) out = {t, z, mean(t)};
+  }
+  return out;
+}
+
+}  // namespace moedmft::testing
