@@ -53,6 +53,29 @@ struct DeepLinearReference {
   }
 };
 
+// Exact limit of expert2 + readout learning on frozen features with feature kernel Kf: per hagg
+// neuron v = (hagg in R^P, z) evolves linearly, hagg += a Kf w z, z += lr_out w^T hagg, with
+// w = (2/P)(y - f) and f = Sigma_hz, so Sigma(t+1) = A Sigma A^T from blockdiag(Kf, c_out^2).
+// Rows: f(t), t = 0..T.
+inline Mat<double> frozen_feature_recursion(const Mat<double>& Kf, const Vec<double>& y, double c_out, double a,
+                                            double lr_out, int T) {
+  const int P = static_cast<int>(Kf.rows());
+  Mat<double> Sigma = Mat<double>::Zero(P + 1, P + 1);
+  Sigma.topLeftCorner(P, P) = Kf;
+  Sigma(P, P) = c_out * c_out;
+  Mat<double> ref(T + 1, P);
+  for (int t = 0; t <= T; ++t) {
+    const Vec<double> f = Sigma.block(0, P, P, 1);
+    ref.row(t) = f.transpose();
+    const Vec<double> w = (2.0 / P) * (y - f);
+    Mat<double> A = Mat<double>::Identity(P + 1, P + 1);
+    A.block(0, P, P, 1) = a * (Kf * w);
+    A.block(P, 0, 1, P) = lr_out * w.transpose();
+    Sigma = A * Sigma * A.transpose();
+  }
+  return ref;
+}
+
 // Finite networks against a limit by 1/N extrapolation from N and 2N per seed, 2 L(2N) - L(N):
 // the same seed draws correlated weights at both widths, so the seed error comes from the paired
 // differences. train(N, s) returns seed s's training loss at width N ([T] entries at least).

@@ -76,23 +76,9 @@ TEST_CASE("moe dmft: expert2 + readout on frozen features match the exact linear
   c.k.lr_out = 0.8;
   c.k.lr_expert2 = 1.0;
   const MoeDmftResult r = solve_moe_dmft(c, d.x, d.y);
-  // Per hagg neuron the state v = (o in R^P, z) evolves linearly: o += (lr2 / c2^2) Kf w z,
-  // z += lr_out w^T o with w = (2/P)(y - f), f = <z o> = Sigma_oz; so Sigma(t+1) = A Sigma A^T.
-  const int P = 5;
-  const Mat<double> Kf = feature_kernel(c, d.x);
-  Mat<double> Sigma = Mat<double>::Zero(P + 1, P + 1);
-  Sigma.topLeftCorner(P, P) = Kf;
-  Sigma(P, P) = c.k.c_out * c.k.c_out;
-  Mat<double> ref(c.T + 1, P);
-  for (int t = 0; t <= c.T; ++t) {
-    const Vec<double> f = Sigma.block(0, P, P, 1);
-    ref.row(t) = f.transpose();
-    const Vec<double> w = (2.0 / P) * (d.y - f);
-    Mat<double> A = Mat<double>::Identity(P + 1, P + 1);
-    A.block(0, P, P, 1) = (c.k.lr_expert2 / (c.k.c_expert2 * c.k.c_expert2)) * (Kf * w);
-    A.block(P, 0, 1, P) = c.k.lr_out * w.transpose();
-    Sigma = A * Sigma * A.transpose();
-  }
+  // Per hagg neuron the state (o, z) evolves linearly: o += (lr2 / c2^2) Kf w z.
+  const Mat<double> ref = testing::frozen_feature_recursion(
+      feature_kernel(c, d.x), d.y, c.k.c_out, c.k.lr_expert2 / (c.k.c_expert2 * c.k.c_expert2), c.k.lr_out, c.T);
   INFO("max z " << max_z(r.f, ref, r.f_err));
   CHECK(max_z(r.f, ref, r.f_err) < 4.5);
   CHECK(r.loss[c.T] < 0.7 * r.loss[0]);

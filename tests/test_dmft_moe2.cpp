@@ -167,22 +167,9 @@ TEST_CASE("moe2 dmft: expert2 + readout on frozen features follow the exact line
   // S = 4096 (max z 7.6). At 16384 it is below the error bars.
   c.samples = 16384;
   const Moe2DmftResult r = solve_moe2_dmft(c, d.x, d.y);
-  const int P = 5;
-  const Mat<double> Kf = limiting_hagg_kernel(c, d.x);  // c2^2 Phi~
-  Mat<double> Sigma = Mat<double>::Zero(P + 1, P + 1);
-  Sigma.topLeftCorner(P, P) = Kf;
-  Sigma(P, P) = c.k.c_out * c.k.c_out;
-  Mat<double> ref(c.T + 1, P);
-  for (int t = 0; t <= c.T; ++t) {
-    const Vec<double> f = Sigma.block(0, P, P, 1);
-    ref.row(t) = f.transpose();
-    const Vec<double> w = (2.0 / P) * (d.y - f);
-    Mat<double> A = Mat<double>::Identity(P + 1, P + 1);
-    A.block(0, P, P, 1) = (c.k.lr_expert2 * c.k.nu * c.k.Ne / (c.k.c_expert2 * c.k.c_expert2)) * (Kf * w);
-    A.block(P, 0, 1, P) = c.k.lr_out * w.transpose();
-    Sigma = A * Sigma * A.transpose();
-  }
-  INFO("max z " << max_z(r.f, ref, r.f_err));
+  const Mat<double> ref = testing::frozen_feature_recursion(
+      limiting_hagg_kernel(c, d.x), d.y, c.k.c_out,
+      c.k.lr_expert2 * c.k.nu * c.k.Ne / (c.k.c_expert2 * c.k.c_expert2), c.k.lr_out, c.T);
   WARN("frozen features vs recursion: max z " << max_z(r.f, ref, r.f_err));
   CHECK(max_z(r.f, ref, r.f_err) < 4.5);
   // without expert2 learning the same run is slower: the update term is really exercised
