@@ -3,6 +3,7 @@
 // n = (T+1) P, time-major; expert neurons are rows m Ne + j (particle m, hidden neuron j).
 #include <Eigen/Eigenvalues>
 #include <cmath>
+#include <limits>
 
 #include "models/gating.hpp"
 #include "models/network.hpp"
