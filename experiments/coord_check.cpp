@@ -316,6 +316,10 @@ CoordCheckResult run_coord_check(const CoordCheckOptions& opt, bool quiet) {
   r.sizes = opt.sizes.empty() ? default_sizes(opt.regime) : opt.sizes;
   if (r.sizes.size() < 2) throw ConfigError("--sizes: need at least two sizes to fit a slope");
   if (opt.seeds < 1 || opt.steps < 1) throw ConfigError("--seeds, --steps: must be >= 1");
+  // lr < 0 (exactly -1) means "the default"; anything else must be a usable LR (NaN used to
+  // fall through to the default silently)
+  if (opt.lr != -1.0 && !(std::isfinite(opt.lr) && opt.lr > 0.0))
+    throw ConfigError("--lr: " + std::to_string(opt.lr) + " is not a learning rate (allowed: a finite number > 0)");
   for (int k = 1; k <= opt.seeds; ++k) r.seeds.push_back(k);
   const ParamTable table = load_param_table(opt.param);
   // Resolve every point first (config errors surface before any training).

@@ -6,6 +6,7 @@
 #include <toml++/toml.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -148,6 +149,9 @@ E get_enum(Section& s, const std::string& key, const std::string& fallback, E (*
 
 // The text of a configuration file; `field` names the option or key that gave the path.
 inline std::string read_config_text(const std::string& path, const std::string& field) {
+  // an ifstream opens a directory and reads nothing, which would run the defaults silently
+  if (std::filesystem::is_directory(path))
+    throw ConfigError(field + ": '" + path + "' is a directory (expected a TOML file)");
   std::ifstream in(path);
   if (!in) throw ConfigError(field + ": cannot read '" + path + "'");
   std::ostringstream buffer;

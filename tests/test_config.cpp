@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "experiments/run_config.hpp"
+#include "test_support.hpp"
 
 using namespace moedmft;
 using Catch::Matchers::Contains;
@@ -72,4 +73,10 @@ TEST_CASE("bad configurations fail with one line naming the field and the allowe
   CHECK_THAT(error_of("[model]\nN = 128\n", {"model.K=9"}), Contains("allowed: 1 .. 8"));
   CHECK_THAT(error_of("[model\nN=1"), Contains("config:1"));
   CHECK_THAT(error_of("[trian]\nsteps = 3\n"), Contains("trian: unknown key"));
+}
+
+TEST_CASE("a directory or a missing file given as a config fails naming the option", "[config]") {
+  const moedmft::testing::Scratch scratch("config_dir");
+  CHECK_THROWS_WITH(load_run_config(scratch.dir.string(), {}), Catch::Contains("--config") && Catch::Contains("directory"));
+  CHECK_THROWS_WITH(load_run_config(scratch.file("missing.toml"), {}), Catch::Contains("--config: cannot read"));
 }

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "data/h5/h5.hpp"
@@ -165,4 +166,15 @@ TEST_CASE("coord: a small regime I ladder agrees with the calculus on robust col
   h5::read_double(f, "slope", &dims);
   CHECK(dims == std::vector<hsize_t>{3, r.metrics.size()});
   CHECK(h5::read_attr_string(f, "/", "kind") == "coord_check");
+}
+
+TEST_CASE("coord: an LR that is not a learning rate is refused, not replaced by the default", "[coord]") {
+  for (double lr : {std::nan(""), 0.0, -0.5, std::numeric_limits<double>::infinity()}) {
+    CoordCheckOptions o;
+    o.regime = "I";
+    o.param = "mup-I-sgd";
+    o.sizes = {16, 32};
+    o.lr = lr;
+    CHECK_THROWS_WITH(run_coord_check(o, true), Catch::Contains("--lr") && Catch::Contains("finite number > 0"));
+  }
 }
