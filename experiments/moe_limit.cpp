@@ -18,8 +18,7 @@ MoeLimitSetup read_moe_limit_config(const std::string& text, const std::vector<s
       if (!d->is_table()) throw ConfigError("dmft: must be a table");
       knobs = *d->as_table();
     }
-    Section top(knobs, "");
-    Section d(knobs, "dmft");
+    Section d(knobs, "dmft.");
     dmft::MoeDmftConfig& c = out.dmft;
     dmft::Moe2DmftConfig& c2 = out.dmft2;
     regime = d.get<std::string>("regime", "auto");

@@ -348,6 +348,9 @@ protocol = "full_batch"
 )";
   CHECK(read_moe_limit_config(doc, {}, "test").regime == 2);
   CHECK_THROWS_WITH(read_moe_limit_config(doc, {"dmft.regime=\"IV\""}, "test"), Catch::Contains("dmft.regime"));
+  // [dmft] keys are named with their section and the dot, as every other key
+  CHECK_THROWS_WITH(read_moe_limit_config(doc, {"dmft.samples=1"}, "test"), Catch::StartsWith("dmft.samples: 1 is out of range"));
+  CHECK_THROWS_WITH(read_moe_limit_config(doc, {"dmft.sample=1"}, "test"), Catch::StartsWith("dmft.sample: unknown key"));
   // top-K needs a whole number of selected particles
   CHECK_THROWS_WITH(read_moe_limit_config(doc, {"model.routing=\"topk\"", "model.K=4", "dmft.expert_samples=1022"}, "test"),
                     Catch::Contains("dmft.expert_samples"));
