@@ -126,6 +126,10 @@ inline void apply_override(toml::table& root, const std::string& assignment) {
     if (!node->is_table()) throw ConfigError("--set " + key + ": '" + path[i] + "' is not a table");
     current = node->as_table();
   }
+  // Replacing a whole section would silently drop every key the file set in it.
+  if (toml::node* existing = current->get(path.back()); existing && existing->is_table())
+    throw ConfigError("--set " + key + ": '" + key + "' is a section; set its keys one by one (e.g. " + key +
+                      ".KEY=VALUE)");
   // Read the value as TOML (numbers, booleans, quoted strings); anything else is a bare string.
   try {
     toml::table parsed = toml::parse("v = " + text);
