@@ -81,7 +81,7 @@ TEST_CASE("a directory or a missing file given as a config fails naming the opti
   CHECK_THROWS_WITH(load_run_config(scratch.file("missing.toml"), {}), Catch::Contains("--config: cannot read"));
 }
 
-TEST_CASE("--set of a whole section is refused instead of dropping the section's keys", "[config]") {
+TEST_CASE("set of a whole section is refused instead of dropping the section's keys", "[config]") {
   const std::string doc = "[model]\nN = 64\nNe = 32\n";
   CHECK_THROWS_WITH(parse_run_config(doc, {"model={N=16}"}), Catch::StartsWith("--set model: 'model' is a section"));
   CHECK(parse_run_config(doc, {"model.N=16"}).shape.Ne == 32);  // a key inside keeps the rest
