@@ -57,19 +57,9 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
   // Same data at every width and seed (the teacher has its own seed).
   RunConfig base = setup.run;
   const RunData data = prepare_data(base, {});
-  const Vec<double> y = data.train.y.col(0);
-  r.regime = setup.regime;
-  if (setup.regime == 2) {
-    r.limit2 = dmft::solve_moe2_dmft(setup.dmft2, data.train.x, y);
-    r.limit_loss = r.limit2.loss;
-    r.limit_loss_err = r.limit2.loss_err;
-  } else {
-    r.limit = dmft::solve_moe_dmft(setup.dmft, data.train.x, y);
-    r.limit_loss = r.limit.loss;
-    r.limit_loss_err = r.limit.loss_err;
-  }
+  r.limit = solve_moe_limit(setup, data.train.x, data.train.y.col(0));
   if (opt.progress)
-    opt.progress("limit: loss " + std::to_string(r.limit_loss.front()) + " -> " + std::to_string(r.limit_loss[T]));
+    opt.progress("limit: loss " + std::to_string(r.limit.loss.front()) + " -> " + std::to_string(r.limit.loss[T]));
   for (int N : opt.widths) ladder_config(setup, N, 0);  // refuse a bad ladder before training
 
   r.loss.assign(size_t(W) * S * T, std::numeric_limits<double>::quiet_NaN());
@@ -103,7 +93,7 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
   if (failure) std::rethrow_exception(failure);
 
   std::vector<double> err_t(T);
-  for (int t = 0; t < T; ++t) err_t[t] = r.limit_loss_err[t];
+  for (int t = 0; t < T; ++t) err_t[t] = r.limit.loss_err[t];
   r.solver_error = rms(err_t);
   std::vector<double> n_fit, gap_fit, n_all, spread_all;
   for (int w = 0; w < W; ++w) {
@@ -112,7 +102,7 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
       double m = 0, v = 0;
       for (int s = 0; s < S; ++s) m += r.loss[(size_t(w) * S + s) * T + t] / S;
       for (int s = 0; s < S; ++s) v += std::pow(r.loss[(size_t(w) * S + s) * T + t] - m, 2) / (S - 1);
-      d[t] = m - r.limit_loss[t];
+      d[t] = m - r.limit.loss[t];
       sd[t] = std::sqrt(v);
       se[t] = std::sqrt(v / S + err_t[t] * err_t[t]);
     }

@@ -1,6 +1,6 @@
 // Finite width -> MoE DMFT: trains the simulator along the regime's ladder (regime I: Ne/N fixed;
-// regime II: M/N and K/M fixed, Ne fixed; same data, full batch) over several seeds, solves the limit for the same configuration, and fits the
-// seed-mean gap ||loss_N - loss_inf|| and the seed spread against N (expected N^-1 and N^-1/2).
+// regime II: M/N and K/M fixed, Ne fixed; same data, full batch) over several seeds, solves the
+// limit for the same configuration, and fits the seed-mean gap ||loss_N - loss_inf|| and the seed spread against N (expected N^-1 and N^-1/2).
 #pragma once
 #include <functional>
 #include <string>
@@ -21,10 +21,7 @@ struct ConvergenceResult {
   std::vector<int> widths;
   int seeds = 0, steps = 0;
   std::vector<double> loss;     // [widths, seeds, steps] finite-width training loss (NaN if diverged)
-  int regime = 1;
-  dmft::MoeDmftResult limit;    // regime I
-  dmft::Moe2DmftResult limit2;  // regime II
-  std::vector<double> limit_loss, limit_loss_err;  // steps + 1 entries; the first `steps` are compared
+  MoeLimitSolution limit;       // loss has steps + 1 entries; the first `steps` are compared
   // Per width, RMS over steps: gap of the seed mean to the limit, its error (seeds and solver),
   // and the seed standard deviation.
   std::vector<double> gap, gap_err, spread;
@@ -38,11 +35,9 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
 // HDF5 with dimensions width, seed, step (docs/dmft_moe.md lists the variables).
 void write_convergence(const std::string& path, const MoeLimitSetup& setup, const ConvergenceResult& r);
 
-// The limit alone, same conventions (dimensions step, point, expert, term, ...).
+// The limit alone, same conventions (dimensions step, point, term, field, point2, step2, plus
+// expert in regime I and load_stat in regime II).
 void write_moe_limit(const std::string& path, const MoeLimitSetup& setup, const Mat<double>& x,
-                     const Vec<double>& y, const dmft::MoeDmftResult& r);
-// The regime-II limit (dimensions step, point, term, field, stat, point2, step2).
-void write_moe2_limit(const std::string& path, const MoeLimitSetup& setup, const Mat<double>& x,
-                      const Vec<double>& y, const dmft::Moe2DmftResult& r);
+                     const Vec<double>& y, const MoeLimitSolution& limit);
 
 }  // namespace moedmft

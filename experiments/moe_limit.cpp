@@ -118,4 +118,22 @@ void fill_moe2_limit_config(const RunConfig& run, dmft::Moe2DmftConfig& c, bool 
   c.validate();
 }
 
+MoeLimitSolution solve_moe_limit(const MoeLimitSetup& setup, const Mat<double>& x, const Vec<double>& y) {
+  MoeLimitSolution out;
+  out.regime = setup.regime;
+  auto take = [&](const auto& r) {
+    out.loss = r.loss;
+    out.loss_err = r.loss_err;
+    out.loss_replicates = r.loss_replicates;
+  };
+  if (setup.regime == 2) {
+    out.regime2 = dmft::solve_moe2_dmft(setup.dmft2, x, y);
+    take(out.regime2);
+  } else {
+    out.regime1 = dmft::solve_moe_dmft(setup.dmft, x, y);
+    take(out.regime1);
+  }
+  return out;
+}
+
 }  // namespace moedmft

@@ -36,4 +36,15 @@ MoeLimitSetup read_moe_limit_config(const std::string& text, const std::vector<s
 void fill_moe_limit_config(const RunConfig& run, dmft::MoeDmftConfig& dmft);
 void fill_moe2_limit_config(const RunConfig& run, dmft::Moe2DmftConfig& dmft, bool keep_vanishing = false);
 
+// The solved limit of whichever regime the setup names: that regime's full result, and its loss
+// trajectory with error bars (what every consumer of either regime compares against).
+struct MoeLimitSolution {
+  int regime = 1;
+  dmft::MoeDmftResult regime1;   // filled when regime == 1
+  dmft::Moe2DmftResult regime2;  // filled when regime == 2
+  std::vector<double> loss, loss_err;                // [T+1]
+  std::vector<std::vector<double>> loss_replicates;  // [R][T+1]
+};
+MoeLimitSolution solve_moe_limit(const MoeLimitSetup& setup, const Mat<double>& x, const Vec<double>& y);
+
 }  // namespace moedmft

@@ -142,6 +142,17 @@ void limit2_axes(hid_t f, size_t T1, size_t P) {
   h5::make_scale(f, "load_stat", "load_stat");
 }
 
+// The regime's axes and observables under `prefix`.
+void put_solution(hid_t f, const std::string& prefix, const MoeLimitSetup& setup, const MoeLimitSolution& limit) {
+  if (limit.regime == 2) {
+    limit2_axes(f, limit.regime2.f.rows(), limit.regime2.f.cols());
+    put_limit2(f, prefix, limit.regime2);
+  } else {
+    limit_axes(f, limit.regime1.f.rows(), limit.regime1.f.cols(), setup.dmft.M);
+    put_limit(f, prefix, limit.regime1, setup.dmft.M);
+  }
+}
+
 template <class Body>
 void atomic_write(const std::string& path, Body body) {
   namespace fs = std::filesystem;
@@ -158,49 +169,25 @@ void atomic_write(const std::string& path, Body body) {
 }  // namespace
 
 void write_moe_limit(const std::string& path, const MoeLimitSetup& setup, const Mat<double>& x, const Vec<double>& y,
-                     const dmft::MoeDmftResult& r) {
+                     const MoeLimitSolution& limit) {
   atomic_write(path, [&](h5::File& f) {
     write_common_attrs(f, setup, "dmft_moe");
-    const size_t T1 = r.f.rows(), P = r.f.cols();
-    limit_axes(f, T1, P, setup.dmft.M);
+    put_solution(f, "", setup, limit);
+    const size_t T1 = limit.loss.size(), P = x.rows();
     axis(f, "feature", iota(size_t(x.cols())));
-    axis(f, "replicate", iota(r.f_replicates.size()));
-    put_limit(f, "", r, setup.dmft.M);
+    axis(f, "replicate", iota(limit.loss_replicates.size()));
     put(f, "x", x.data(), {hsize_t(P), hsize_t(x.cols())}, {"point", "feature"});
     put(f, "y", y.data(), {hsize_t(P)}, {"point"});
     std::vector<double> reps;
-    for (const auto& l : r.loss_replicates) reps.insert(reps.end(), l.begin(), l.end());
-    put(f, "loss_replicates", reps.data(), {hsize_t(r.loss_replicates.size()), hsize_t(T1)}, {"replicate", "step"});
-  });
-}
-
-void write_moe2_limit(const std::string& path, const MoeLimitSetup& setup, const Mat<double>& x, const Vec<double>& y,
-                      const dmft::Moe2DmftResult& r) {
-  atomic_write(path, [&](h5::File& f) {
-    write_common_attrs(f, setup, "dmft_moe");
-    const size_t T1 = r.f.rows(), P = r.f.cols();
-    limit2_axes(f, T1, P);
-    axis(f, "feature", iota(size_t(x.cols())));
-    axis(f, "replicate", iota(r.f_replicates.size()));
-    put_limit2(f, "", r);
-    put(f, "x", x.data(), {hsize_t(P), hsize_t(x.cols())}, {"point", "feature"});
-    put(f, "y", y.data(), {hsize_t(P)}, {"point"});
-    std::vector<double> reps;
-    for (const auto& l : r.loss_replicates) reps.insert(reps.end(), l.begin(), l.end());
-    put(f, "loss_replicates", reps.data(), {hsize_t(r.loss_replicates.size()), hsize_t(T1)}, {"replicate", "step"});
+    for (const auto& l : limit.loss_replicates) reps.insert(reps.end(), l.begin(), l.end());
+    put(f, "loss_replicates", reps.data(), {hsize_t(limit.loss_replicates.size()), hsize_t(T1)}, {"replicate", "step"});
   });
 }
 
 void write_convergence(const std::string& path, const MoeLimitSetup& setup, const ConvergenceResult& r) {
   atomic_write(path, [&](h5::File& f) {
     write_common_attrs(f, setup, "dmft_convergence");
-    if (r.regime == 2) {
-      limit2_axes(f, r.limit2.f.rows(), r.limit2.f.cols());
-      put_limit2(f, "limit_", r.limit2);
-    } else {
-      limit_axes(f, r.limit.f.rows(), r.limit.f.cols(), setup.dmft.M);
-      put_limit(f, "limit_", r.limit, setup.dmft.M);
-    }
+    put_solution(f, "limit_", setup, r.limit);
     std::vector<int64_t> widths(r.widths.begin(), r.widths.end());
     axis(f, "width", widths);
     axis(f, "seed", iota(size_t(r.seeds)));

@@ -63,7 +63,7 @@ values = [1, 2]
   RunConfig rc = setup.run;
   const RunData data = prepare_data(rc, {});
   const Vec<double> y = data.train.y.col(0);
-  const dmft::MoeDmftResult lim = dmft::solve_moe_dmft(setup.dmft, data.train.x, y);
+  const MoeLimitSolution lim = solve_moe_limit(setup, data.train.x, y);
   write_moe_limit(limit_path, setup, data.train.x, y, lim);
 
   AnalyzeOptions opt;

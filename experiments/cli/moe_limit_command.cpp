@@ -84,23 +84,13 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
              const RunData data = prepare_data(run, {});
              const Vec<double> y = data.train.y.col(0);
              const std::string path = out_name(*a, s, "_limit");
-             std::vector<double> loss, loss_err;
-             if (s.regime == 2) {
-               const dmft::Moe2DmftResult r = dmft::solve_moe2_dmft(s.dmft2, data.train.x, y);
-               write_moe2_limit(path, s, data.train.x, y, r);
-               loss = r.loss;
-               loss_err = r.loss_err;
-             } else {
-               const dmft::MoeDmftResult r = dmft::solve_moe_dmft(s.dmft, data.train.x, y);
-               write_moe_limit(path, s, data.train.x, y, r);
-               loss = r.loss;
-               loss_err = r.loss_err;
-             }
+             const MoeLimitSolution lim = solve_moe_limit(s, data.train.x, y);
+             write_moe_limit(path, s, data.train.x, y, lim);
              if (!a->quiet)
                std::cerr << "moedmft dmft-moe: regime " << (s.regime == 2 ? "II" : "I") << ", " << s.run.param_table
                          << " M=" << s.run.shape.M << " K=" << s.run.shape.K << " P=" << data.train.size()
-                         << " T=" << s.run.train.steps << ": loss " << loss.front() << " -> " << loss.back() << " +- "
-                         << loss_err.back() << "\n";
+                         << " T=" << s.run.train.steps << ": loss " << lim.loss.front() << " -> " << lim.loss.back()
+                         << " +- " << lim.loss_err.back() << "\n";
              std::cout << path << "\n";
              return 0;
            }},
