@@ -8,6 +8,8 @@
 // readout z = N s_out w_out). expert1 and expert2 are hidden-to-hidden, so the march carries the
 // forward and backward response terms (Stein estimates against causal Cholesky factors).
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -28,6 +30,20 @@ struct MoeLimitConstants {
   double gate = 1;                       // gate factor x aggregation factor x residual multiplier
   double ratio = 1;                      // Ne / N
 };
+
+// A group's effective weight s_g W (multiplier folded in): init std s_g sigma_g (0 with zero
+// init) and SGD LR s_g^2 eta_g. Both regimes' limit constants are built from these.
+inline double effective_std(const ResolvedParam& p, Group g) {
+  return p[g].zero_init ? 0.0 : p[g].multiplier * p[g].init_std;
+}
+inline double effective_lr(const ResolvedParam& p, Group g) { return p[g].multiplier * p[g].multiplier * p[g].lr; }
+
+// The power of 2 by which a constant changed when the ladder doubled (a at the shape, b at twice
+// it): 0 when equal to 1e-9, NaN when only one of them is zero.
+inline double doubling_power(double a, double b) {
+  if (std::abs(a - b) <= 1e-9 * std::max(std::abs(a), std::abs(b))) return 0.0;
+  return (a != 0.0 && b != 0.0) ? std::log2(std::abs(b / a)) : NAN;
+}
 
 // Constants of a resolved table at one shape (SGD LRs: the resolved group lr).
 MoeLimitConstants limit_constants(const ResolvedParam& p, const Shape& shape);

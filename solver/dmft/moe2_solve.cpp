@@ -7,6 +7,7 @@
 
 #include "models/random.hpp"
 #include "solver/dmft/memory.hpp"
+#include "solver/dmft/moe.hpp"
 #include "solver/dmft/moe2_march.hpp"
 #include "solver/dmft/noise.hpp"
 
@@ -14,22 +15,20 @@ namespace moedmft::dmft {
 
 Moe2LimitConstants limit2_constants(const ResolvedParam& p, const Shape& s, bool normalised) {
   const double N = s.N, Ne = s.Ne, M = s.M;
-  auto eff_std = [&](Group g) { return p[g].zero_init ? 0.0 : p[g].multiplier * p[g].init_std; };
-  auto eff_lr = [&](Group g) { return p[g].multiplier * p[g].multiplier * p[g].lr; };
   Moe2LimitConstants k;
-  k.sigma_in = eff_std(Group::in);
-  k.lr_in = eff_lr(Group::in) / N;
-  k.c_router = std::sqrt(N) * eff_std(Group::router);
-  k.lr_router = eff_lr(Group::router);
-  k.c_expert1 = std::sqrt(N) * eff_std(Group::expert1);
-  k.lr_expert1 = eff_lr(Group::expert1);
+  k.sigma_in = effective_std(p, Group::in);
+  k.lr_in = effective_lr(p, Group::in) / N;
+  k.c_router = std::sqrt(N) * effective_std(p, Group::router);
+  k.lr_router = effective_lr(p, Group::router);
+  k.c_expert1 = std::sqrt(N) * effective_std(p, Group::expert1);
+  k.lr_expert1 = effective_lr(p, Group::expert1);
   // Normalised gates already carry 1/M through their normaliser; plain gates need the table's 1/M.
   const double factor = p.gate_factor * p.aggregation * p.residual_multiplier;
   k.gate = normalised ? factor : factor * M;
-  k.c_expert2 = k.gate * eff_std(Group::expert2) * std::sqrt(Ne / M);
-  k.lr_expert2 = k.gate * k.gate * eff_lr(Group::expert2) / (M * M);
-  k.c_out = N * eff_std(Group::out);
-  k.lr_out = N * eff_lr(Group::out);
+  k.c_expert2 = k.gate * effective_std(p, Group::expert2) * std::sqrt(Ne / M);
+  k.lr_expert2 = k.gate * k.gate * effective_lr(p, Group::expert2) / (M * M);
+  k.c_out = N * effective_std(p, Group::out);
+  k.lr_out = N * effective_lr(p, Group::out);
   k.nu = M / N;
   k.kappa = double(s.K) / M;
   k.Ne = s.Ne;
@@ -54,9 +53,8 @@ Moe2LimitConstants regime2_constants(const ParamTable& table, const Shape& shape
       {"out init_std", {&a.c_out, b.c_out}},             {"out lr", {&a.lr_out, b.lr_out}}};
   std::ostringstream vanishing;
   auto check = [&](const char* what, double x, double z) {
-    if (std::abs(x - z) <= 1e-9 * std::max(std::abs(x), std::abs(z))) return 0.0;
-    const double power = (x != 0.0 && z != 0.0) ? std::log2(std::abs(z / x)) : NAN;
-    if (power < 0.0) return power;
+    const double power = doubling_power(x, z);
+    if (power <= 0.0) return power;  // fixed, or vanishing (NaN falls through: refused)
     std::ostringstream msg;
     msg << "param: '" << table.name << "' has no regime-II DMFT limit: the " << what << " constant scales as N^"
         << power << " along N ~ M ~ K with Ne fixed (needs N^0, or a negative power that vanishes; use a "

@@ -13,19 +13,17 @@ namespace moedmft::dmft {
 
 MoeLimitConstants limit_constants(const ResolvedParam& p, const Shape& s) {
   const double N = s.N, Ne = s.Ne;
-  auto eff_std = [&](Group g) { return p[g].zero_init ? 0.0 : p[g].multiplier * p[g].init_std; };
-  auto eff_lr = [&](Group g) { return p[g].multiplier * p[g].multiplier * p[g].lr; };
   MoeLimitConstants k;
-  k.sigma_in = eff_std(Group::in);
-  k.lr_in = eff_lr(Group::in) / N;
-  k.c_router = N * eff_std(Group::router);
-  k.lr_router = N * eff_lr(Group::router);
-  k.c_expert1 = std::sqrt(N) * eff_std(Group::expert1);
-  k.lr_expert1 = eff_lr(Group::expert1);
-  k.c_expert2 = std::sqrt(Ne) * eff_std(Group::expert2);
-  k.lr_expert2 = eff_lr(Group::expert2) * Ne / N;
-  k.c_out = N * eff_std(Group::out);
-  k.lr_out = N * eff_lr(Group::out);
+  k.sigma_in = effective_std(p, Group::in);
+  k.lr_in = effective_lr(p, Group::in) / N;
+  k.c_router = N * effective_std(p, Group::router);
+  k.lr_router = N * effective_lr(p, Group::router);
+  k.c_expert1 = std::sqrt(N) * effective_std(p, Group::expert1);
+  k.lr_expert1 = effective_lr(p, Group::expert1);
+  k.c_expert2 = std::sqrt(Ne) * effective_std(p, Group::expert2);
+  k.lr_expert2 = effective_lr(p, Group::expert2) * Ne / N;
+  k.c_out = N * effective_std(p, Group::out);
+  k.lr_out = N * effective_lr(p, Group::out);
   k.gate = p.gate_factor * p.aggregation * p.residual_multiplier;
   k.ratio = Ne / N;
   return k;
@@ -49,8 +47,8 @@ MoeLimitConstants regime1_constants(const ParamTable& table, const Shape& shape,
       {"gate factor", {a.gate, b.gate}}};
   for (const auto& [what, v] : pairs) {
     const double x = v.first, z = v.second;
-    if (std::abs(x - z) <= 1e-9 * std::max(std::abs(x), std::abs(z))) continue;
-    const double power = (x != 0.0 && z != 0.0) ? std::log2(std::abs(z / x)) : NAN;
+    const double power = doubling_power(x, z);
+    if (power == 0.0) continue;
     throw ConfigError("param: '" + table.name + "' has no regime-I DMFT limit: the " + what +
                       " constant scales as N^" + std::to_string(power) +
                       " along N ~ Ne (needs N^0; use a muP/MSSP regime-I table)");
