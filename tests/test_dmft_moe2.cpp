@@ -241,7 +241,7 @@ TEST_CASE("moe2 dmft: particle gates with S_e = M equal a finite network's gates
       c.k.kappa = double(run.shape.K) / run.shape.M;
       Mat<double> ghat, q;
       std::vector<std::vector<int>> sel;
-      particle_gates(c, Mat<double>(bc.psi.transpose()), ghat, q, sel);
+      particle_gates(c, c.selected(), Mat<double>(bc.psi.transpose()), ghat, q, sel);
       const Mat<double> g = ghat.transpose() * (c.k.gate / run.shape.M);
       INFO("gate " << gate << " renormalize " << renorm);
       CHECK((g - bc.gates).cwiseAbs().maxCoeff() < 1e-12 * bc.gates.cwiseAbs().maxCoeff());

@@ -45,7 +45,8 @@ Moe2LimitConstants limit2_constants(const ResolvedParam& p, const Shape& shape, 
 Moe2LimitConstants regime2_constants(const ParamTable& table, const Shape& shape, int m_base,
                                      const ResolveInputs& inputs, bool normalised, bool keep_vanishing = false);
 
-struct Moe2DmftConfig {
+// The solver knobs and model options every particle (regime II/III) solve shares.
+struct ParticleSolveOptions {
   int T = 50;                 // full-batch steps (outputs at t = 0..T)
   int samples = 2048;         // residual neurons per population (h1 and hagg) and replicate
   int expert_samples = 1024;  // expert particles S_e per replicate
@@ -57,9 +58,15 @@ struct Moe2DmftConfig {
   Routing routing = Routing::soft;
   GateFn gate = GateFn::sigmoid;
   bool renormalize = false;
-  Moe2LimitConstants k;
-  int selected() const;       // kappa S_e: particles selected per token
   bool normalised() const { return gate == GateFn::softmax || renormalize; }
+  int selected_at(double kappa) const;  // kappa S_e: particles selected per token
+  // ConfigError naming the field, for the checks both regimes share (nu = M/N, kappa = K/M).
+  void validate_common(double nu, double kappa) const;
+};
+
+struct Moe2DmftConfig : ParticleSolveOptions {
+  Moe2LimitConstants k;
+  int selected() const { return selected_at(k.kappa); }
   void validate() const;      // ConfigError naming the field
 };
 
@@ -87,10 +94,11 @@ Moe2DmftResult solve_moe2_dmft(const Moe2DmftConfig& cfg, const Mat<double>& x, 
 
 // Particle gates of one step: psi [S_e, P] -> ghat [S_e, P] (0 where not selected) and the
 // gate_fn values q (for the backward). Exposed for the test against a finite network's gates.
-void particle_gates(const Moe2DmftConfig& cfg, const Mat<double>& psi, Mat<double>& ghat, Mat<double>& q,
+// K: particles selected per token (selected() of the config; every particle for soft routing).
+void particle_gates(const ParticleSolveOptions& cfg, int K, const Mat<double>& psi, Mat<double>& ghat, Mat<double>& q,
                     std::vector<std::vector<int>>& selected);
 // dL/dpsi of every particle (in units of -(w/N)) from dL/dghat = -(w/N) chi.
-Mat<double> particle_gate_backward(const Moe2DmftConfig& cfg, const Mat<double>& q, const Mat<double>& chi,
+Mat<double> particle_gate_backward(const ParticleSolveOptions& cfg, const Mat<double>& q, const Mat<double>& chi,
                                    const std::vector<std::vector<int>>& selected);
 
 }  // namespace moedmft::dmft

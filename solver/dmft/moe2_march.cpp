@@ -1,23 +1,19 @@
 // One replicate of the regime-II MoE DMFT: a single causal march over t = 0..T. Every term and its
 // coefficient is listed in docs/dmft_moe_regime2.md section 3. Histories are [rows, n] with
 // n = (T+1) P, time-major; expert neurons are rows m Ne + j (particle m, hidden neuron j).
-#include <Eigen/Eigenvalues>
 #include <cmath>
-#include <limits>
 
 #include "models/gating.hpp"
 #include "models/network.hpp"
 #include "solver/dmft/activation.hpp"
-#include "solver/dmft/causal.hpp"
-#include "solver/dmft/moe2_march.hpp"
-#include "solver/dmft/noise.hpp"
+#include "solver/dmft/particle_march.hpp"
 
 namespace moedmft::dmft {
 
-void particle_gates(const Moe2DmftConfig& cfg, const Mat<double>& psi, Mat<double>& ghat, Mat<double>& q,
+void particle_gates(const ParticleSolveOptions& cfg, int K, const Mat<double>& psi, Mat<double>& ghat, Mat<double>& q,
                     std::vector<std::vector<int>>& selected) {
   const int E = static_cast<int>(psi.rows()), P = static_cast<int>(psi.cols());
-  const int K = cfg.routing == Routing::topk ? cfg.selected() : E;
+  if (cfg.routing != Routing::topk) K = E;
   // Normalised gates divide by the particle mean (1/S_e) sum_selected q: gate_values' factor S_e
   // turns its sum over the selected into that mean.
   const double factor = cfg.normalised() ? double(E) : 1.0;
@@ -42,7 +38,7 @@ void particle_gates(const Moe2DmftConfig& cfg, const Mat<double>& psi, Mat<doubl
   }
 }
 
-Mat<double> particle_gate_backward(const Moe2DmftConfig& cfg, const Mat<double>& q, const Mat<double>& chi,
+Mat<double> particle_gate_backward(const ParticleSolveOptions& cfg, const Mat<double>& q, const Mat<double>& chi,
                                    const std::vector<std::vector<int>>& selected) {
   const int E = static_cast<int>(q.rows()), P = static_cast<int>(q.cols());
   const double factor = cfg.normalised() ? double(E) : 1.0;
@@ -63,33 +59,6 @@ Mat<double> particle_gate_backward(const Moe2DmftConfig& cfg, const Mat<double>&
   }
   return out;
 }
-
-namespace {
-
-// Rows of a per-particle [E, P] matrix repeated for each of the particle's Ne neurons.
-Mat<double> per_neuron(const Mat<double>& per_particle, int Ne) {
-  Mat<double> out(per_particle.rows() * Ne, per_particle.cols());
-  for (Eigen::Index m = 0; m < per_particle.rows(); ++m)
-    out.middleRows(m * Ne, Ne).rowwise() = per_particle.row(m);
-  return out;
-}
-
-// V(s, mu) = sum_nu Kern(row0 + mu, s P + nu) w(s P + nu), s < k: a kernel row folded with the
-// per-token error weights of each earlier step.
-Mat<double> fold(const Mat<double>& kern, int row0, const Vec<double>& w, int k, int P) {
-  Mat<double> V(k, P);
-  for (int s = 0; s < k; ++s) V.row(s) = (kern.block(row0, s * P, P, P) * w.segment(s * P, P)).transpose();
-  return V;
-}
-
-// Symmetric square root factor B (B B^T = C) of a small covariance, negative eigenvalues clamped.
-Mat<double> psd_factor(const Mat<double>& C) {
-  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(Eigen::MatrixXd(0.5 * (C + C.transpose())));
-  const Eigen::VectorXd d = es.eigenvalues().cwiseMax(0.0).cwiseSqrt();
-  return Mat<double>(es.eigenvectors() * d.asDiagonal());
-}
-
-}  // namespace
 
 struct Moe2March {
   const Moe2DmftConfig& cfg;
@@ -145,42 +114,14 @@ struct Moe2March {
     Cz.setZero(T + 1, T + 1);
     Lz.init(T + 1);
     Wh.setZero(n);
-    tr = Moe2Trace{};
-    tr.f.resize(T + 1, P);
-    tr.loss.resize(T + 1);
-    for (Mat<double>* m : {&tr.logit_mean, &tr.logit_std, &tr.logit_quantile}) m->setZero(T + 1, P);
-    tr.load.setZero(T + 1, 3);
-    tr.agg.setZero(T + 1, 5);
-    tr.rms.setZero(T + 1, 4);
-    tr.phi1.assign(T + 1, Mat<double>());
-    tr.phi2 = tr.gated = tr.g2 = tr.phi1;
-  }
-
-  // Kernel row of step k from the new block F [rows, P] of history H, normalised by `inv`;
-  // written into K (both triangles) and grown into its causal factor.
-  void kernel_row(const Mat<double>& Fk, const Mat<double>& H, double inv, int K0, Mat<double>& K, CausalChol& L) {
-    const Mat<double> Crow = (Fk.transpose() * H.leftCols(K0 + P)) * inv;
-    K.block(K0, 0, P, K0 + P) = Crow;
-    K.block(0, K0, K0 + P, P) = Crow.transpose();
-    L.extend(Crow, K0, P, cfg.jitter);
+    allocate_trace(tr, T, P);
   }
 
   // The init term W2(0)^T [ghat(k) a2(0)] of hagg: jointly Gaussian with the expert2 source of
   // the history, so it is the regression on that source's noise plus an independent residual,
   // plus its own forward response. Cv = <v a~> against the history, V = <v v>.
   Mat<double> init_term(const Mat<double>& v, const Mat<double>& Cv, int k) const {
-    const int K0 = k * P, n1 = K0 + P;
-    Mat<double> Ct = Cv.transpose();  // [n1, P]
-    for (int j = 0; j < n1; ++j)
-      if (LPt.dead[j]) Ct.row(j).setZero();
-    Mat<double> betaT = LPt.L.topLeftCorner(n1, n1).triangularView<Eigen::Lower>().solve(Ct);
-    for (int j = 0; j < n1; ++j)
-      if (LPt.dead[j]) betaT.row(j).setZero();
-    const Mat<double> V = (v.transpose() * v) / double(EN);
-    Rng rng(mix_seed(seed, 7000 + uint64_t(k)));
-    const Mat<double> eps = white(S, P, rng, false, false);
-    Mat<double> out = Zo.leftCols(n1) * betaT + eps * psd_factor(V - betaT.transpose() * betaT).transpose();
-    out *= c.c_expert2;
+    Mat<double> out = c.c_expert2 * regression_on_source(LPt, Zo, v, Cv, k, P, seed);
     if (k > 0)
       out.noalias() +=
           (c.c_expert2 * std::sqrt(c.nu * Ne)) * (Zw.leftCols(k) * ((Rho2.leftCols(k).transpose() * v) / double(EN)));
@@ -197,7 +138,7 @@ struct Moe2March {
       // ---------------- h1 forward
       act_both(cfg.phi, U1, a1k, d1k);
       A1.middleCols(K0, P) = a1k;
-      kernel_row(a1k, A1, invS, K0, Phi1, LPhi1);
+      kernel_row(a1k, A1, invS, K0, P, Phi1, &LPhi1, cfg.jitter);
       LPhi1.kill_dead_noise(ZetaR, K0, P);
       LPhi1.kill_dead_noise(Zeta1, K0, P);
       LPhi1.whiten_block(A1, X1, K0, P);
@@ -210,8 +151,8 @@ struct Moe2March {
         psi.noalias() += (c.c_router / sqnu) * (YR.leftCols(K0) * ((RhoR.leftCols(K0).transpose() * a1k) * invS));
         psi.noalias() += c.lr_router * (GDR.leftCols(K0) * Phi1_past);
       }
-      particle_gates(cfg, psi, ghat, q, sel);
-      record_logits(k, psi, sel);
+      particle_gates(cfg, cfg.selected(), psi, ghat, q, sel);
+      record_logits(tr, k, cfg.routing == Routing::topk, psi, sel);
 
       // ---------------- particles: expert neurons
       Mat<double> u2 = c.c_expert1 * LPhi1.sample_block(Zeta1, K0, P);
@@ -224,7 +165,7 @@ struct Moe2March {
       const Mat<double> gexp = per_neuron(ghat, Ne);
       const Mat<double> atk = a2k.cwiseProduct(gexp);
       At.middleCols(K0, P) = atk;
-      kernel_row(atk, At, invEN, K0, Phit, LPt);
+      kernel_row(atk, At, invEN, K0, P, Phit, &LPt, cfg.jitter);
       LPt.kill_dead_noise(Zo, K0, P);
       LPt.whiten_block(At, Xt, K0, P);
       tr.gated[k] = Phit.block(K0, K0, P, P);
@@ -275,7 +216,7 @@ struct Moe2March {
       const Mat<double> g2 = d2k.cwiseProduct(gexp).array().colwise() * bt.array();
       G2h.middleCols(K0, P) = g2;
       GD2.middleCols(K0, P) = g2.array().rowwise() * w.transpose().array();
-      kernel_row(g2, G2h, invEN, K0, KG2, LG2);
+      kernel_row(g2, G2h, invEN, K0, P, KG2, &LG2, cfg.jitter);
       LG2.kill_dead_noise(Rho1, K0, P);
       LG2.whiten_block(G2h, Y2, K0, P);
       tr.g2[k] = KG2.block(K0, K0, P, P);
@@ -286,7 +227,7 @@ struct Moe2March {
       const Mat<double> gr = particle_gate_backward(cfg, q, chi, sel);
       GR.middleCols(K0, P) = gr;
       GDR.middleCols(K0, P) = gr.array().rowwise() * w.transpose().array();
-      kernel_row(gr, GR, invE, K0, KGR, LGR);
+      kernel_row(gr, GR, invE, K0, P, KGR, &LGR, cfg.jitter);
       LGR.kill_dead_noise(RhoR, K0, P);
       LGR.whiten_block(GR, YR, K0, P);
 
@@ -310,26 +251,6 @@ struct Moe2March {
     }
   }
 
-  // Logit law per token (mean, std, selection threshold) and the particles' load statistics.
-  void record_logits(int k, const Mat<double>& psi, const std::vector<std::vector<int>>& sel) {
-    const bool topk = cfg.routing == Routing::topk;
-    Vec<double> load = Vec<double>::Zero(E);
-    for (int mu = 0; mu < P; ++mu) {
-      const auto col = psi.col(mu);
-      const double mean = col.mean();
-      tr.logit_mean(k, mu) = mean;
-      tr.logit_std(k, mu) = std::sqrt((col.array() - mean).square().sum() / std::max(1, E - 1));
-      double thr = std::numeric_limits<double>::infinity();
-      for (int m : sel[mu]) {
-        thr = std::min(thr, psi(m, mu));
-        load(m) += 1.0 / P;
-      }
-      tr.logit_quantile(k, mu) = topk ? thr : std::numeric_limits<double>::quiet_NaN();
-    }
-    const double lm = load.mean();
-    tr.load.row(k) << lm, std::sqrt((load.array() - lm).square().sum() / std::max(1, E - 1)),
-        (load.array() == 0.0).cast<double>().mean();
-  }
 };
 
 Moe2Trace march_moe2_once(const Moe2DmftConfig& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed) {

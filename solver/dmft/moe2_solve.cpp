@@ -8,7 +8,7 @@
 #include "models/random.hpp"
 #include "solver/dmft/memory.hpp"
 #include "solver/dmft/moe.hpp"
-#include "solver/dmft/moe2_march.hpp"
+#include "solver/dmft/particle_march.hpp"
 #include "solver/dmft/noise.hpp"
 
 namespace moedmft::dmft {
@@ -77,11 +77,11 @@ Moe2LimitConstants regime2_constants(const ParamTable& table, const Shape& shape
   return a;
 }
 
-int Moe2DmftConfig::selected() const {
-  return routing == Routing::topk ? static_cast<int>(std::llround(k.kappa * expert_samples)) : expert_samples;
+int ParticleSolveOptions::selected_at(double kappa) const {
+  return routing == Routing::topk ? static_cast<int>(std::llround(kappa * expert_samples)) : expert_samples;
 }
 
-void Moe2DmftConfig::validate() const {
+void ParticleSolveOptions::validate_common(double nu, double kappa) const {
   auto need = [](bool ok, const std::string& msg) {
     if (!ok) throw ConfigError(msg);
   };
@@ -91,15 +91,19 @@ void Moe2DmftConfig::validate() const {
   need(expert_samples >= 2, "dmft.expert_samples: must be >= 2");
   need(replicates >= 1, "dmft.replicates: must be >= 1");
   need(jitter >= 0.0, "dmft.jitter: must be >= 0");
-  need(k.Ne >= 1, "model.Ne: must be >= 1");
-  need(k.nu > 0.0, "model.M: M/N must be > 0");
-  need(k.kappa > 0.0 && k.kappa <= 1.0, "model.K: K/M must be in (0, 1]");
-  need(routing == Routing::topk || k.kappa == 1.0, "model.K: soft routing uses every expert, so K must equal M");
+  need(nu > 0.0, "model.M: M/N must be > 0");
+  need(kappa > 0.0 && kappa <= 1.0, "model.K: K/M must be in (0, 1]");
+  need(routing == Routing::topk || kappa == 1.0, "model.K: soft routing uses every expert, so K must equal M");
   if (routing == Routing::topk) {
-    const double ks = k.kappa * expert_samples;
+    const double ks = kappa * expert_samples;
     need(std::abs(ks - std::llround(ks)) < 1e-9 && ks >= 1.0,
          "dmft.expert_samples: (K/M) x expert_samples must be a whole number >= 1 (the particles selected per token)");
   }
+}
+
+void Moe2DmftConfig::validate() const {
+  validate_common(k.nu, k.kappa);
+  if (k.Ne < 1) throw ConfigError("model.Ne: must be >= 1");
 }
 
 double moe2_march_bytes(const Moe2DmftConfig& cfg, int P) {
@@ -125,6 +129,11 @@ Moe2DmftResult solve_moe2_dmft(const Moe2DmftConfig& cfg, const Mat<double>& x, 
   std::vector<Moe2Trace> runs(R);
   parallel_replicates(R, outer, [&](int r) { runs[r] = march_moe2_once(cfg, XXt, y, mix_seed(cfg.seed, 2000 + r)); });
 
+  return collect_particle_traces(runs, T);
+}
+
+Moe2DmftResult collect_particle_traces(const std::vector<Moe2Trace>& runs, int T) {
+  const int R = static_cast<int>(runs.size());
   Moe2DmftResult out;
   auto stats = [R](auto get, Mat<double>& mean, Mat<double>* err) { replicate_stats(R, get, mean, err); };
   trajectory_stats(runs, out);
