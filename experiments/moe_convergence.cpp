@@ -25,10 +25,11 @@ RunConfig ladder_config(const MoeLimitSetup& setup, int N, uint64_t seed) {
                         std::to_string(x) + " (the ladder keeps " + what + "/N fixed)");
     return std::to_string(std::lround(x));
   };
-  if (setup.regime == 2) {
+  if (setup.regime == 2 || setup.regime == 3) {
     sets.push_back("model.M=" + scaled(base.M, "M"));
     sets.push_back("model.K=" + scaled(base.K, "K"));
-  } else {
+  }
+  if (setup.regime == 1 || setup.regime == 3) {
     const double ratio = double(base.Ne) / base.N;
     sets.push_back("model.Ne=" + std::to_string(std::max(1, int(std::lround(ratio * N)))));
   }

@@ -21,14 +21,18 @@ MoeLimitSetup read_moe_limit_config(const std::string& text, const std::vector<s
     Section d(knobs, "dmft.");
     dmft::MoeDmftConfig& c = out.dmft;
     dmft::Moe2DmftConfig& c2 = out.dmft2;
+    dmft::Moe3DmftConfig& c3 = out.dmft3;
     regime = d.get<std::string>("regime", "auto");
     c.samples = d.get_int("samples", 1024, 2, 1 << 22);
-    c2.samples = c.samples;
-    c2.expert_samples = d.get_int("expert_samples", 1024, 2, 1 << 22);
-    c.replicates = c2.replicates = d.get_int("replicates", 4, 1, 4096);
-    c.seed = c2.seed = uint64_t(d.get<int64_t>("seed", 1));
-    c.jitter = c2.jitter = d.get_number("jitter", 1e-9, 0.0, 1.0, "0 .. 1");
-    c.antithetic = c2.antithetic = d.get<bool>("antithetic", true);
+    c2.samples = c3.samples = c.samples;
+    // Regime III holds an S_e x S_n grid of pairs, so its default S_e is smaller (moe3.hpp).
+    const bool three = regime == "III" || (regime == "auto" && knobs.contains("neuron_samples"));
+    c2.expert_samples = c3.expert_samples = d.get_int("expert_samples", three ? 128 : 1024, 2, 1 << 22);
+    c3.neuron_samples = d.get_int("neuron_samples", 128, 2, 1 << 20);
+    c.replicates = c2.replicates = c3.replicates = d.get_int("replicates", 4, 1, 4096);
+    c.seed = c2.seed = c3.seed = uint64_t(d.get<int64_t>("seed", 1));
+    c.jitter = c2.jitter = c3.jitter = d.get_number("jitter", 1e-9, 0.0, 1.0, "0 .. 1");
+    c.antithetic = c2.antithetic = c3.antithetic = d.get<bool>("antithetic", true);
     out.keep_vanishing = d.get<bool>("keep_vanishing", false);
     d.finish();
   }
@@ -45,21 +49,28 @@ MoeLimitSetup read_moe_limit_config(const std::string& text, const std::vector<s
   } else if (regime == "II") {
     out.regime = 2;
     fill_moe2_limit_config(out.run, out.dmft2, out.keep_vanishing);
+  } else if (regime == "III") {
+    out.regime = 3;
+    fill_moe3_limit_config(out.run, out.dmft3, out.keep_vanishing);
   } else if (regime == "auto") {
-    try {
-      fill_moe_limit_config(out.run, out.dmft);
-    } catch (const ConfigError& first) {
+    // The first regime whose limit the table has; otherwise the error of the regime it names.
+    std::string errors[3];
+    for (int r = 1; r <= 3 && errors[r - 1].empty(); ++r) {
       try {
-        fill_moe2_limit_config(out.run, out.dmft2, out.keep_vanishing);
-        out.regime = 2;
-      } catch (const ConfigError& second) {
-        // name the error of the regime the table is written for
-        const bool two = out.run.param_table.find("-II-") != std::string::npos;
-        throw ConfigError(std::string(two ? second.what() : first.what()) + " [dmft.regime = \"auto\"]");
+        if (r == 1) fill_moe_limit_config(out.run, out.dmft);
+        if (r == 2) fill_moe2_limit_config(out.run, out.dmft2, out.keep_vanishing);
+        if (r == 3) fill_moe3_limit_config(out.run, out.dmft3, out.keep_vanishing);
+        out.regime = r;
+        return out;
+      } catch (const ConfigError& e) {
+        errors[r - 1] = e.what();
       }
     }
+    const std::string& t = out.run.param_table;
+    const int named = t.find("-III-") != std::string::npos ? 3 : t.find("-II-") != std::string::npos ? 2 : 1;
+    throw ConfigError(errors[named - 1] + " [dmft.regime = \"auto\"]");
   } else {
-    throw ConfigError("dmft.regime: unknown value '" + regime + "' (allowed: auto, I, II)");
+    throw ConfigError("dmft.regime: unknown value '" + regime + "' (allowed: auto, I, II, III)");
   }
   return out;
 }
@@ -68,10 +79,11 @@ namespace {
 
 // The checks every MoE limit shares; throws ConfigError naming the field.
 void check_limit_scope(const RunConfig& run, const char* regime) {
-  auto need = [regime](bool ok, const std::string& field) {
+  const std::string r(regime);
+  const std::string doc = r == "I" ? "dmft_moe" : r == "II" ? "dmft_moe_regime2" : "dmft_moe_regime3";
+  auto need = [regime, doc](bool ok, const std::string& field) {
     if (!ok)
-      throw ConfigError(field + " (the regime-" + regime + " DMFT limit is derived for it; docs/dmft_moe" +
-                        (std::string(regime) == "I" ? "" : "_regime2") + ".md)");
+      throw ConfigError(field + " (the regime-" + regime + " DMFT limit is derived for it; docs/" + doc + ".md)");
   };
   need(run.train.protocol == Protocol::full_batch, "train.protocol: must be \"full_batch\"");
   need(run.optim.kind == OptimizerKind::sgd, "optim.kind: must be \"sgd\"");
@@ -118,6 +130,21 @@ void fill_moe2_limit_config(const RunConfig& run, dmft::Moe2DmftConfig& c, bool 
   c.validate();
 }
 
+void fill_moe3_limit_config(const RunConfig& run, dmft::Moe3DmftConfig& c, bool keep_vanishing) {
+  check_limit_scope(run, "III");
+  ParamTable table;
+  resolve_run_param(run, &table);
+  c.T = run.train.steps;
+  c.phi = run.model.activation;
+  c.routing = run.model.routing;
+  c.gate = run.model.gate;
+  c.renormalize = run.model.renormalize;
+  c.k = dmft::regime3_constants(table, run.shape, run.model.m_base, run.resolve, c.normalised(), keep_vanishing);
+  c.validate();
+}
+
+const char* regime_name(int regime) { return regime == 3 ? "III" : regime == 2 ? "II" : "I"; }
+
 MoeLimitSolution solve_moe_limit(const MoeLimitSetup& setup, const Mat<double>& x, const Vec<double>& y) {
   MoeLimitSolution out;
   out.regime = setup.regime;
@@ -127,8 +154,11 @@ MoeLimitSolution solve_moe_limit(const MoeLimitSetup& setup, const Mat<double>& 
     out.loss_replicates = r.loss_replicates;
   };
   if (setup.regime == 2) {
-    out.regime2 = dmft::solve_moe2_dmft(setup.dmft2, x, y);
-    take(out.regime2);
+    out.particles = dmft::solve_moe2_dmft(setup.dmft2, x, y);
+    take(out.particles);
+  } else if (setup.regime == 3) {
+    out.particles = dmft::solve_moe3_dmft(setup.dmft3, x, y);
+    take(out.particles);
   } else {
     out.regime1 = dmft::solve_moe_dmft(setup.dmft, x, y);
     take(out.regime1);

@@ -1,4 +1,4 @@
-// HDF5 outputs of `dmft-moe` and `converge` (regimes I and II): dimension scales so that xarray
+// HDF5 outputs of `dmft-moe` and `converge` (regimes I, II and III): dimension scales so that xarray
 // opens every variable with named dimensions, and the run's resolved config, table and limit
 // constants as attributes. Files are written under a temporary name and renamed when complete.
 #include <filesystem>
@@ -27,7 +27,7 @@ void write_common_attrs(hid_t f, const MoeLimitSetup& setup, const std::string& 
   const ResolvedParam p = resolve_run_param(setup.run, &table);
   write_param_table(f, "/param", table, p);
   h5::open_or_create_group(f, "/limit_constants");
-  h5::write_attr(f, "/limit_constants", "regime", std::string(setup.regime == 2 ? "II" : "I"));
+  h5::write_attr(f, "/limit_constants", "regime", std::string(regime_name(setup.regime)));
   std::vector<std::pair<const char*, double>> consts;
   if (setup.regime == 2) {
     const auto& k = setup.dmft2.k;
@@ -39,6 +39,17 @@ void write_common_attrs(hid_t f, const MoeLimitSetup& setup, const std::string& 
     h5::write_attr(f, "/limit_constants", "vanishing", k.vanishing.empty() ? std::string("none") : k.vanishing);
     h5::write_attr(f, "/limit_constants", "keep_vanishing", int64_t(setup.keep_vanishing));
     h5::write_attr(f, "/", "expert_samples", int64_t(setup.dmft2.expert_samples));
+  } else if (setup.regime == 3) {
+    const auto& k = setup.dmft3.k;
+    consts = {{"sigma_in", k.sigma_in},   {"lr_in", k.lr_in},           {"c_router", k.c_router},
+              {"lr_router", k.lr_router}, {"c_expert1", k.c_expert1},   {"lr_expert1", k.lr_expert1},
+              {"c_expert2", k.c_expert2}, {"lr_expert2", k.lr_expert2}, {"c_out", k.c_out},
+              {"lr_out", k.lr_out},       {"gate", k.gate},             {"nu", k.nu},
+              {"kappa", k.kappa},         {"rho", k.rho},               {"shared", double(k.shared)}};
+    h5::write_attr(f, "/limit_constants", "vanishing", k.vanishing.empty() ? std::string("none") : k.vanishing);
+    h5::write_attr(f, "/limit_constants", "keep_vanishing", int64_t(setup.keep_vanishing));
+    h5::write_attr(f, "/", "expert_samples", int64_t(setup.dmft3.expert_samples));
+    h5::write_attr(f, "/", "neuron_samples", int64_t(setup.dmft3.neuron_samples));
   } else {
     const auto& k = setup.dmft.k;
     consts = {{"sigma_in", k.sigma_in},   {"lr_in", k.lr_in},           {"c_router", k.c_router},
@@ -144,9 +155,9 @@ void limit2_axes(hid_t f, size_t T1, size_t P) {
 
 // The regime's axes and observables under `prefix`.
 void put_solution(hid_t f, const std::string& prefix, const MoeLimitSetup& setup, const MoeLimitSolution& limit) {
-  if (limit.regime == 2) {
-    limit2_axes(f, limit.regime2.f.rows(), limit.regime2.f.cols());
-    put_limit2(f, prefix, limit.regime2);
+  if (limit.regime == 2 || limit.regime == 3) {
+    limit2_axes(f, limit.particles.f.rows(), limit.particles.f.cols());
+    put_limit2(f, prefix, limit.particles);
   } else {
     limit_axes(f, limit.regime1.f.rows(), limit.regime1.f.cols(), setup.dmft.M);
     put_limit(f, prefix, limit.regime1, setup.dmft.M);

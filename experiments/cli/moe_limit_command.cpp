@@ -1,4 +1,4 @@
-// `moedmft dmft-moe`: the regime-I or regime-II DMFT limit of a training-run configuration, to HDF5.
+// `moedmft dmft-moe`: the regime-I, II or III DMFT limit of a training-run configuration, to HDF5.
 // `moedmft converge`: finite widths along a ladder against that limit, with fitted rates.
 #include <iomanip>
 #include <iostream>
@@ -49,20 +49,20 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto b = std::make_shared<Args>();
-  CLI::App* lim = app.add_subcommand("dmft-moe", "regime-I/II DMFT limit of an MoE training config (full-batch SGD), to HDF5");
+  CLI::App* lim = app.add_subcommand("dmft-moe", "regime-I/II/III DMFT limit of an MoE training config (full-batch SGD), to HDF5");
   lim->add_option("--config,-c", a->config, "run TOML (as for train) plus an optional [dmft] section")->required();
   lim->add_option("--set,-s", a->sets, "override a key, e.g. --set dmft.samples=2048 (repeatable)");
   lim->add_option("--output,-o", a->output, "output HDF5 file (default: the config's output with _limit)");
   lim->add_flag("--quiet,-q", a->quiet, "no summary");
-  lim->add_option("--regime", a->regime, "I, II or auto (default: the [dmft] regime key, else auto)");
-  CLI::App* conv = app.add_subcommand("converge", "finite-width MoE runs along a width ladder against the regime-I/II DMFT limit");
+  lim->add_option("--regime", a->regime, "I, II, III or auto (default: the [dmft] regime key, else auto)");
+  CLI::App* conv = app.add_subcommand("converge", "finite-width MoE runs along a width ladder against the regime-I/II/III DMFT limit");
   conv->add_option("--config,-c", b->config, "run TOML (as for train) plus an optional [dmft] section")->required();
   conv->add_option("--set,-s", b->sets, "override a key (repeatable)");
   conv->add_option("--widths,-w", b->widths, "comma-separated N ladder (Ne/N kept from the config)");
   conv->add_option("--seeds", b->seeds, "seeds per width (>= 2)");
   conv->add_option("--output,-o", b->output, "output HDF5 file (default: the config's output with _convergence)");
   conv->add_flag("--quiet,-q", b->quiet, "no progress lines");
-  conv->add_option("--regime", b->regime, "I, II or auto (default: the [dmft] regime key, else auto)");
+  conv->add_option("--regime", b->regime, "I, II, III or auto (default: the [dmft] regime key, else auto)");
   // --regime is one more override of the document
   auto overrides = [](const Args& x) {
     std::vector<std::string> sets = x.sets;
@@ -87,7 +87,7 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
              const MoeLimitSolution lim = solve_moe_limit(s, data.train.x, y);
              write_moe_limit(path, s, data.train.x, y, lim);
              if (!a->quiet)
-               std::cerr << "moedmft dmft-moe: regime " << (s.regime == 2 ? "II" : "I") << ", " << s.run.param_table
+               std::cerr << "moedmft dmft-moe: regime " << regime_name(s.regime) << ", " << s.run.param_table
                          << " M=" << s.run.shape.M << " K=" << s.run.shape.K << " P=" << data.train.size()
                          << " T=" << s.run.train.steps << ": loss " << lim.loss.front() << " -> " << lim.loss.back()
                          << " +- " << lim.loss_err.back() << "\n";

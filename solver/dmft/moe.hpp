@@ -45,6 +45,19 @@ inline double doubling_power(double a, double b) {
   return (a != 0.0 && b != 0.0) ? std::log2(std::abs(b / a)) : NAN;
 }
 
+// One constant of a limit: its value at the run's shape and at twice the ladder's size.
+struct LimitConstant {
+  const char* what;  // "expert2 init_std", for the messages
+  double* value;
+  double doubled;
+};
+// The rule every particle regime applies: a constant that stays put is kept; one that falls with
+// a negative power of N is absent from the limit (set to 0 unless keep_vanishing) and listed in
+// the returned "what ~ N^p; ..." record; one that grows (or appears from 0) throws ConfigError
+// naming the group and the power.
+std::string apply_limit_rule(const std::string& table, const char* regime, const char* ladder,
+                             std::vector<LimitConstant>& constants, bool keep_vanishing);
+
 // Constants of a resolved table at one shape (SGD LRs: the resolved group lr).
 MoeLimitConstants limit_constants(const ResolvedParam& p, const Shape& shape);
 

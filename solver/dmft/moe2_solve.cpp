@@ -45,36 +45,39 @@ Moe2LimitConstants regime2_constants(const ParamTable& table, const Shape& shape
   wide.K *= 2;
   Moe2LimitConstants a = limit2_constants(resolve(table, shape, m_base, inputs), shape, normalised);
   const Moe2LimitConstants b = limit2_constants(resolve(table, wide, m_base, inputs), wide, normalised);
-  std::pair<const char*, std::pair<double*, double>> pairs[] = {
-      {"in init_std", {&a.sigma_in, b.sigma_in}},       {"in lr", {&a.lr_in, b.lr_in}},
-      {"router init_std", {&a.c_router, b.c_router}},   {"router lr", {&a.lr_router, b.lr_router}},
-      {"expert1 init_std", {&a.c_expert1, b.c_expert1}}, {"expert1 lr", {&a.lr_expert1, b.lr_expert1}},
-      {"expert2 init_std", {&a.c_expert2, b.c_expert2}}, {"expert2 lr", {&a.lr_expert2, b.lr_expert2}},
-      {"out init_std", {&a.c_out, b.c_out}},             {"out lr", {&a.lr_out, b.lr_out}}};
-  std::ostringstream vanishing;
-  auto check = [&](const char* what, double x, double z) {
-    const double power = doubling_power(x, z);
-    if (power <= 0.0) return power;  // fixed, or vanishing (NaN falls through: refused)
-    std::ostringstream msg;
-    msg << "param: '" << table.name << "' has no regime-II DMFT limit: the " << what << " constant scales as N^"
-        << power << " along N ~ M ~ K with Ne fixed (needs N^0, or a negative power that vanishes; use a "
-        << "muP/MSSP regime-II table)";
-    throw ConfigError(msg.str());
-  };
   // The gate scale must stay put: a normalised gate under a 1/M gate factor vanishes entirely.
-  if (const double pw = check("gate factor", a.gate, b.gate); pw != 0.0)
+  if (const double pw = doubling_power(a.gate, b.gate); pw != 0.0)
     throw ConfigError("param: '" + table.name + "' has no regime-II DMFT limit: the gate scale Gamma = " +
                       std::string(normalised ? "gate factor (softmax/renormalised gates)" : "M x gate factor") +
                       " scales as N^" + std::to_string(pw) + (normalised ? " (set gate_exponent = 0)" : ""));
-  for (auto& [what, v] : pairs) {
-    const double power = check(what, *v.first, v.second);
+  std::vector<LimitConstant> pairs = {
+      {"in init_std", &a.sigma_in, b.sigma_in},       {"in lr", &a.lr_in, b.lr_in},
+      {"router init_std", &a.c_router, b.c_router},   {"router lr", &a.lr_router, b.lr_router},
+      {"expert1 init_std", &a.c_expert1, b.c_expert1}, {"expert1 lr", &a.lr_expert1, b.lr_expert1},
+      {"expert2 init_std", &a.c_expert2, b.c_expert2}, {"expert2 lr", &a.lr_expert2, b.lr_expert2},
+      {"out init_std", &a.c_out, b.c_out},             {"out lr", &a.lr_out, b.lr_out}};
+  a.vanishing = apply_limit_rule(table.name, "II", "N ~ M ~ K with Ne fixed", pairs, keep_vanishing);
+  return a;
+}
+
+std::string apply_limit_rule(const std::string& table, const char* regime, const char* ladder,
+                             std::vector<LimitConstant>& constants, bool keep_vanishing) {
+  std::ostringstream vanishing;
+  for (LimitConstant& c : constants) {
+    const double power = doubling_power(*c.value, c.doubled);
+    if (power > 0.0 || std::isnan(power)) {
+      std::ostringstream msg;
+      msg << "param: '" << table << "' has no regime-" << regime << " DMFT limit: the " << c.what
+          << " constant scales as N^" << power << " along " << ladder
+          << " (needs N^0, or a negative power that vanishes; use a muP/MSSP regime-" << regime << " table)";
+      throw ConfigError(msg.str());
+    }
     if (power < 0.0) {
-      vanishing << (vanishing.tellp() > 0 ? "; " : "") << what << " ~ N^" << power;
-      if (!keep_vanishing) *v.first = 0.0;  // the term is absent from the limit
+      vanishing << (vanishing.tellp() > 0 ? "; " : "") << c.what << " ~ N^" << power;
+      if (!keep_vanishing) *c.value = 0.0;  // the term is absent from the limit
     }
   }
-  a.vanishing = vanishing.str();
-  return a;
+  return vanishing.str();
 }
 
 int ParticleSolveOptions::selected_at(double kappa) const {

@@ -1,0 +1,63 @@
+// Regime-III DMFT of the MLP-MoE: N, Ne, M, K -> infinity together (rho = Ne/N, nu = M/N and
+// kappa = K/M fixed). Full-batch SGD on the simulator's mean-squared loss. Derivation and every
+// scale factor: docs/dmft_moe_regime3.md.
+//
+// The populations are nested: residual neurons of h1 and of hagg (S samples each), experts as
+// particles (S_e, each with its router logit), and inside every expert an infinite population of
+// hidden neurons, sampled by S_n neurons per particle (an S_e x S_n grid of (expert, neuron)
+// pairs). With independent experts (muP) each pair has its own sources. With shared initial
+// experts (MSSP) neuron j starts from the same weights in every expert, so the sources are drawn
+// per neuron index j and shared across experts; the expert averages at fixed j (the shared
+// expert-hidden process) then carry the expert1/expert2 init sources and their responses, which
+// add coherently over experts instead of vanishing like M^-1/2.
+#pragma once
+#include <string>
+
+#include "solver/dmft/moe2.hpp"
+
+namespace moedmft::dmft {
+
+// Width-independent constants of the regime-III limit (multipliers folded into effective weights).
+struct Moe3LimitConstants {
+  double sigma_in = 1, lr_in = 0;        // s_in sigma_in; s_in^2 eta_in / N
+  double c_router = 1, lr_router = 0;    // sqrt(N) s_r sigma_r; s_r^2 eta_r
+  double c_expert1 = 1, lr_expert1 = 0;  // sqrt(N) s_1 sigma_1; Gamma s_1^2 eta_1 / M
+  double c_expert2 = 1, lr_expert2 = 0;  // sqrt(Ne) s_2 sigma_2; Gamma^2 s_2^2 eta_2 Ne / (M N)
+  double c_out = 0, lr_out = 0;          // N s_out sigma_out; N s_out^2 eta_out
+  double gate = 1;                       // Gamma: g_m = (Gamma / M) ghat_m
+  double nu = 1.0 / 16;                  // M / N
+  double kappa = 1;                      // K / M
+  double rho = 1;                        // Ne / N
+  bool shared = false;                   // all experts start from one set of initial weights
+  std::string vanishing;                 // terms absent from the limit, with their power of N
+};
+
+// Constants of a resolved table at one shape (normalised = softmax gates or renormalisation).
+Moe3LimitConstants limit3_constants(const ResolvedParam& p, const Shape& shape, bool normalised);
+
+// Resolves the table at the shape and at twice its N, Ne, M and K. A constant may stay fixed or
+// vanish (set to 0 unless keep_vanishing); a growing constant throws ConfigError naming the group
+// and the power of N. With independent experts the expert1/expert2 init sources are O(M^-1/2)
+// and recorded as vanishing (they are structural: the march leaves them out).
+Moe3LimitConstants regime3_constants(const ParamTable& table, const Shape& shape, int m_base,
+                                     const ResolveInputs& inputs, bool normalised, bool keep_vanishing = false);
+
+struct Moe3DmftConfig : ParticleSolveOptions {
+  int neuron_samples = 128;  // S_n hidden neurons sampled per expert particle
+  Moe3LimitConstants k;
+  Moe3DmftConfig() { expert_samples = 128; }
+  int selected() const { return selected_at(k.kappa); }
+  void validate() const;  // ConfigError naming the field
+};
+
+// Bytes one replicate's march holds (the solve holds min(replicates, threads) of them).
+double moe3_march_bytes(const Moe3DmftConfig& cfg, int P);
+
+// The regime-II result layout: f, loss, logit law, load, aggregation split (hagg, init,
+// propagating, effective, cross), activation RMS (h1, psi, expert act, hagg) and the kernels
+// (expert kernels pooled over all (expert, neuron) pairs).
+using Moe3DmftResult = Moe2DmftResult;
+
+Moe3DmftResult solve_moe3_dmft(const Moe3DmftConfig& cfg, const Mat<double>& x, const Vec<double>& y);
+
+}  // namespace moedmft::dmft
