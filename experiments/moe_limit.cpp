@@ -12,12 +12,13 @@ MoeLimitSetup read_moe_limit_config(const std::string& text, const std::vector<s
   for (const auto& s : overrides) apply_override(root, s);
   MoeLimitSetup out;
   std::string regime;
+  toml::table knobs;
+  if (auto* d = root.get("dmft")) {
+    if (!d->is_table()) throw ConfigError("dmft: must be a table");
+    knobs = *d->as_table();
+  }
+  const bool expert_samples_given = knobs.contains("expert_samples");
   {
-    toml::table knobs;
-    if (auto* d = root.get("dmft")) {
-      if (!d->is_table()) throw ConfigError("dmft: must be a table");
-      knobs = *d->as_table();
-    }
     Section d(knobs, "dmft.");
     dmft::MoeDmftConfig& c = out.dmft;
     dmft::Moe2DmftConfig& c2 = out.dmft2;
@@ -25,10 +26,8 @@ MoeLimitSetup read_moe_limit_config(const std::string& text, const std::vector<s
     regime = d.get<std::string>("regime", "auto");
     c.samples = d.get_int("samples", 1024, 2, 1 << 22);
     c2.samples = c3.samples = c.samples;
-    // Regime III holds an S_e x S_n grid of pairs, so its default S_e is smaller (moe3.hpp).
-    const bool three = regime == "III" || (regime == "auto" && knobs.contains("neuron_samples"));
-    c2.expert_samples = c3.expert_samples = d.get_int("expert_samples", three ? 128 : 1024, 2, 1 << 22);
-    c3.neuron_samples = d.get_int("neuron_samples", 128, 2, 1 << 20);
+    c2.expert_samples = c3.expert_samples = d.get_int("expert_samples", 1024, 2, 1 << 22);
+    c3.neuron_samples = d.get_int("neuron_samples", 1024, 2, 1 << 20);
     c.replicates = c2.replicates = c3.replicates = d.get_int("replicates", 4, 1, 4096);
     c.seed = c2.seed = c3.seed = uint64_t(d.get<int64_t>("seed", 1));
     c.jitter = c2.jitter = c3.jitter = d.get_number("jitter", 1e-9, 0.0, 1.0, "0 .. 1");
@@ -36,9 +35,6 @@ MoeLimitSetup read_moe_limit_config(const std::string& text, const std::vector<s
     out.keep_vanishing = d.get<bool>("keep_vanishing", false);
     d.finish();
   }
-  std::ostringstream all;
-  all << root;
-  out.resolved_toml = all.str();
   root.erase("dmft");
   std::ostringstream run_text;
   run_text << root;
@@ -55,23 +51,38 @@ MoeLimitSetup read_moe_limit_config(const std::string& text, const std::vector<s
   } else if (regime == "auto") {
     // The first regime whose limit the table has; otherwise the error of the regime it names.
     std::string errors[3];
-    for (int r = 1; r <= 3 && errors[r - 1].empty(); ++r) {
+    for (int r = 1; r <= 3; ++r) {
       try {
         if (r == 1) fill_moe_limit_config(out.run, out.dmft);
         if (r == 2) fill_moe2_limit_config(out.run, out.dmft2, out.keep_vanishing);
         if (r == 3) fill_moe3_limit_config(out.run, out.dmft3, out.keep_vanishing);
         out.regime = r;
-        return out;
+        break;
       } catch (const ConfigError& e) {
         errors[r - 1] = e.what();
       }
     }
-    const std::string& t = out.run.param_table;
-    const int named = t.find("-III-") != std::string::npos ? 3 : t.find("-II-") != std::string::npos ? 2 : 1;
-    throw ConfigError(errors[named - 1] + " [dmft.regime = \"auto\"]");
+    if (!errors[out.regime - 1].empty()) {
+      const std::string& t = out.run.param_table;
+      const int named = t.find("-III-") != std::string::npos ? 3 : t.find("-II-") != std::string::npos ? 2 : 1;
+      throw ConfigError(errors[named - 1] + " [dmft.regime = \"auto\"]");
+    }
   } else {
     throw ConfigError("dmft.regime: unknown value '" + regime + "' (allowed: auto, I, II, III)");
   }
+  if (out.regime == 3 && !expert_samples_given) {
+    // Regime III holds an S_e x S_n grid of pairs: fewer particles, many neurons per particle
+    // (the neuron-level Stein estimates need S_n well above n = (T+1) P; docs/dmft_moe_regime3.md 7).
+    out.dmft3.expert_samples = 32;
+    knobs.insert_or_assign("expert_samples", int64_t(32));
+    out.dmft3.validate();
+  }
+  // The document as solved: the run part plus every [dmft] knob with its resolved value.
+  toml::table all = root;
+  all.insert_or_assign("dmft", knobs);
+  std::ostringstream text_all;
+  text_all << all;
+  out.resolved_toml = text_all.str();
   return out;
 }
 

@@ -1,6 +1,7 @@
 // Helpers shared by the MoE DMFT tests of both regimes: toy data, z-scores, and the dense L = 3
 // deep-linear DMFT that both MoE limits reduce to (identity activations, constant gates).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -19,6 +20,39 @@ inline Toy toy_data(int P, int D, uint64_t seed) {
   t.x = random_matrix(P, D, seed);
   t.y = random_matrix(P, 1, seed + 1).col(0) * 0.5;
   return t;
+}
+
+inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+// Standard normal quantile by bisection on the upper tail.
+inline double normal_upper_quantile(double tail) {
+  double lo = -10, hi = 10;
+  for (int i = 0; i < 200; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (0.5 * std::erfc(mid / std::sqrt(2.0)) > tail ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
+// E[F_mu(a) F_nu(b)] for (a, b) centred Gaussian with covariance [[kaa, kab], [kab, kbb]], with
+// F_mu(x) = 1(x >= thr_mu) sigmoid(x): a trapezoid rule on a fine grid (the indicator rules out
+// Gauss-Hermite), a = sa z1, b = sb (r z1 + sqrt(1 - r^2) z2).
+inline double gate_moment(double kaa, double kbb, double kab, double thr_a, double thr_b) {
+  const int n = 1601;
+  const double lim = 8.0, h = 2 * lim / (n - 1);
+  const double sa = std::sqrt(kaa), sb = std::sqrt(kbb), r = std::clamp(kab / (sa * sb), -1.0, 1.0);
+  const double rc = std::sqrt(std::max(0.0, 1 - r * r));
+  auto F = [](double x, double thr) { return x >= thr ? sigmoid(x) : 0.0; };
+  auto w = [&](int i) { return (i == 0 || i == n - 1 ? 0.5 : 1.0) * h * std::exp(-0.5 * std::pow(-lim + i * h, 2)) / std::sqrt(2 * M_PI); };
+  double total = 0;
+  for (int i = 0; i < n; ++i) {
+    const double z1 = -lim + i * h, fa = F(sa * z1, thr_a);
+    if (fa == 0.0) continue;
+    double inner = 0;
+    for (int j = 0; j < n; ++j) inner += w(j) * F(sb * (r * z1 + rc * (-lim + j * h)), thr_b);
+    total += w(i) * fa * inner;
+  }
+  return total;
 }
 
 inline double max_z(const Mat<double>& a, const Mat<double>& b, const Mat<double>& err) {
