@@ -26,6 +26,9 @@ else:
     assert lim.logit_std.dims == ("step", "point"), lim.logit_std.dims
     assert lim.load_stats.dims == ("step", "load_stat") and lim.sizes["load_stat"] == 3
     assert lim.kernel_expert_gated.dims == ("step", "point", "point2")
+if regime == "III":
+    assert int(h5py.File(sys.argv[1]).attrs["neuron_samples"]) == 64
+    assert h5py.File(sys.argv[1])["limit_constants"].attrs["shared"] == 1.0
 assert lim.aggregation_rms.dims == ("step", "term") and lim.sizes["term"] == 5
 assert lim.kernel_h1.dims == ("step", "point", "point2")
 assert float(lim.loss[-1]) < float(lim.loss[0])
