@@ -60,61 +60,35 @@ Mat<double> particle_gate_backward(const ParticleSolveOptions& cfg, const Mat<do
   return out;
 }
 
-struct Moe2March {
+struct Moe2March : ParticleStream {
   const Moe2DmftConfig& cfg;
   const Moe2LimitConstants& c;
-  const Mat<double>& XXt;
-  const Vec<double>& y;
-  const int S, E, Ne, EN, P, T, n;
-  uint64_t seed = 0;
+  const int Ne, EN;
 
-  // residual neurons of h1
-  Mat<double> U1, A1, X1, PD1, RhoR, Rho1, Phi1;
-  CausalChol LPhi1;
-  // particles: router neuron (logit) histories
-  Mat<double> ZetaR, GR, YR, GDR, KGR;
-  CausalChol LGR;
-  // particles: expert neurons; At holds the gated activations ghat a2 that feed expert2
-  Mat<double> Zeta1, At, Xt, G2h, Y2, GD2, Rho2, A20, KG2, Phit;
+  // particles: expert neurons (rows m Ne + j); At holds the gated activations ghat a2 that feed
+  // expert2; Rho1 is the expert1 backward noise of the h1 neurons
+  Mat<double> Rho1, Zeta1, At, Xt, G2h, Y2, GD2, Rho2, A20, KG2, Phit;
   CausalChol LG2, LPt;
-  // residual neurons of hagg, with the readout
-  Mat<double> Zo, Zh, Zw, Cz;
-  Vec<double> Z, Wh;
-  CausalChol Lz;
-  Moe2Trace tr;
 
   Moe2March(const Moe2DmftConfig& cf, const Mat<double>& xxt, const Vec<double>& yy)
-      : cfg(cf), c(cf.k), XXt(xxt), y(yy), S(cf.samples), E(cf.expert_samples), Ne(cf.k.Ne), EN(E * Ne),
-        P(static_cast<int>(xxt.rows())), T(cf.T), n((cf.T + 1) * static_cast<int>(xxt.rows())) {}
+      : ParticleStream(cf, cf.k, xxt, yy), cfg(cf), c(cf.k), Ne(cf.k.Ne), EN(cf.expert_samples * cf.k.Ne) {}
 
   void draw(uint64_t s) {
     seed = s;
     Rng rng(s);
-    const bool ant = cfg.antithetic;
-    const Mat<double> Lx =
-        Eigen::LLT<Mat<double>>(XXt + 1e-12 * XXt.diagonal().maxCoeff() * Mat<double>::Identity(P, P)).matrixL();
-    U1 = white(S, P, rng, ant, false) * Lx.transpose() * c.sigma_in;
-    RhoR = white(S, n, rng, ant, true);
-    Rho1 = white(S, n, rng, ant, true);
+    draw_h1(rng);
+    Rho1 = white(S, n, rng, cfg.antithetic, true);
     ZetaR = white(E, n, rng, false, false);
     Zeta1 = white(EN, n, rng, false, false);
     Rho2 = white(EN, T + 1, rng, false, false);
-    Zo = white(S, n, rng, ant, false);
-    Z = white(S, 1, rng, ant, true).col(0) * c.c_out;
+    draw_hagg(rng);
   }
 
   void allocate() {
-    for (Mat<double>* m : {&A1, &X1, &PD1}) m->setZero(S, n);
-    for (Mat<double>* m : {&GR, &YR, &GDR}) m->setZero(E, n);
+    allocate_stream();
     for (Mat<double>* m : {&At, &Xt, &G2h, &Y2, &GD2}) m->setZero(EN, n);
-    for (Mat<double>* m : {&Phi1, &KGR, &KG2, &Phit}) m->setZero(n, n);
-    for (CausalChol* l : {&LPhi1, &LGR, &LG2, &LPt}) l->init(n);
-    Zh.setZero(S, T + 1);
-    Zw.setZero(S, T + 1);
-    Cz.setZero(T + 1, T + 1);
-    Lz.init(T + 1);
-    Wh.setZero(n);
-    allocate_trace(tr, T, P);
+    for (Mat<double>* m : {&KG2, &Phit}) m->setZero(n, n);
+    for (CausalChol* l : {&LG2, &LPt}) l->init(n);
   }
 
   // The init term W2(0)^T [ghat(k) a2(0)] of hagg: jointly Gaussian with the expert2 source of
@@ -129,28 +103,17 @@ struct Moe2March {
   }
 
   void run() {
-    const double invS = 1.0 / S, invE = 1.0 / E, invEN = 1.0 / EN;
-    const double nu = c.nu, nuNe = c.nu * Ne, sqnu = std::sqrt(nu), sqnuNe = std::sqrt(nuNe);
+    const double invS = 1.0 / S, invEN = 1.0 / EN;
+    const double nuNe = c.nu * Ne, sqnuNe = std::sqrt(nuNe);
     Mat<double> a1k, d1k, a2k, d2k, ghat, q;
     std::vector<std::vector<int>> sel;
     for (int k = 0; k <= T; ++k) {
       const int K0 = k * P;
-      // ---------------- h1 forward
-      act_both(cfg.phi, U1, a1k, d1k);
-      A1.middleCols(K0, P) = a1k;
-      kernel_row(a1k, A1, invS, K0, P, Phi1, &LPhi1, cfg.jitter);
-      LPhi1.kill_dead_noise(ZetaR, K0, P);
-      LPhi1.kill_dead_noise(Zeta1, K0, P);
-      LPhi1.whiten_block(A1, X1, K0, P);
-      tr.phi1[k] = Phi1.block(K0, K0, P, P);
-      const Mat<double> Phi1_past = k > 0 ? Mat<double>(Phi1.block(K0, 0, P, K0).transpose()) : Mat<double>();
+      h1_forward(k, a1k, d1k, Zeta1);
+      const Mat<double> Phi1_past = phi1_past(k);
 
       // ---------------- particles: router logits, selection, gates
-      Mat<double> psi = c.c_router * LPhi1.sample_block(ZetaR, K0, P);
-      if (k > 0) {
-        psi.noalias() += (c.c_router / sqnu) * (YR.leftCols(K0) * ((RhoR.leftCols(K0).transpose() * a1k) * invS));
-        psi.noalias() += c.lr_router * (GDR.leftCols(K0) * Phi1_past);
-      }
+      const Mat<double> psi = router_logits(k, a1k, Phi1_past);
       particle_gates(cfg, cfg.selected(), psi, ghat, q, sel);
       record_logits(tr, k, cfg.routing == Routing::topk, psi, sel);
 
@@ -183,27 +146,12 @@ struct Moe2March {
       }
       const Mat<double> init = c.c_expert2 != 0.0 ? init_term(v, Cv, k) : Mat<double>::Zero(S, P);
       const Mat<double> hagg = src + learned;
-      const Vec<double> f = (hagg.transpose() * Z) * invS;
-      const Vec<double> delta = y - f;
-      const Vec<double> w = (2.0 / P) * delta;
-      tr.f.row(k) = f.transpose();
-      tr.loss[k] = delta.squaredNorm() / P;
+      const Vec<double> w = output(k, hagg);
       tr.agg.row(k) << std::sqrt(mean_square(hagg)), std::sqrt(mean_square(init)),
           std::sqrt(mean_square(src - init)), std::sqrt(mean_square(eff)), std::sqrt(mean_square(learned - eff));
       tr.rms.row(k) << std::sqrt(mean_square(a1k)), std::sqrt(mean_square(psi)), std::sqrt(mean_square(a2k)),
           std::sqrt(mean_square(hagg));
-      Wh.segment(K0, P) = w;
-
-      // ---------------- readout history and its causal factor
-      Zh.col(k) = Z;
-      {
-        const Mat<double> Crow = (Z.transpose() * Zh.leftCols(k + 1)) * invS;
-        Cz.block(k, 0, 1, k + 1) = Crow;
-        Cz.block(0, k, k + 1, 1) = Crow.transpose();
-        Lz.extend(Crow, k, 1, cfg.jitter);
-        Lz.kill_dead_noise(Rho2, k, 1);
-        Lz.whiten_block(Zh, Zw, k, 1);
-      }
+      readout_history(k, Rho2);
 
       // ---------------- particles backward: b~ = (Gamma/M) W2(t) z(t) per expert neuron
       Vec<double> bt = (c.c_expert2 / sqnuNe) * Lz.sample_block(Rho2, k, 1).col(0);
@@ -225,32 +173,18 @@ struct Moe2March {
       const Mat<double> ab = a2k.array().colwise() * bt.array();
       for (int m = 0; m < E; ++m) chi.row(m) = ab.middleRows(m * Ne, Ne).colwise().sum();
       const Mat<double> gr = particle_gate_backward(cfg, q, chi, sel);
-      GR.middleCols(K0, P) = gr;
-      GDR.middleCols(K0, P) = gr.array().rowwise() * w.transpose().array();
-      kernel_row(gr, GR, invE, K0, P, KGR, &LGR, cfg.jitter);
-      LGR.kill_dead_noise(RhoR, K0, P);
-      LGR.whiten_block(GR, YR, K0, P);
+      router_backward(k, gr, w);
 
-      // ---------------- h1 backward: router and expert1 sources, equal-time responses, updates
-      Mat<double> back = (c.c_router * sqnu) * LGR.sample_block(RhoR, K0, P);
-      back.noalias() += (c.c_router * nu) * (X1.leftCols(K0 + P) * ((ZetaR.leftCols(K0 + P).transpose() * gr) * invE));
+      // ---------------- h1 backward: router terms, expert1 source, equal-time response, update
+      Mat<double> back = router_back(k, gr);
       back.noalias() += (c.c_expert1 * sqnuNe) * LG2.sample_block(Rho1, K0, P);
       back.noalias() +=
           (c.c_expert1 * nuNe) * (X1.leftCols(K0 + P) * ((Zeta1.leftCols(K0 + P).transpose() * g2) * invEN));
-      if (k > 0) {
-        back.noalias() += (c.lr_router * nu) * (PD1.leftCols(K0) * KGR.block(K0, 0, P, K0).transpose());
+      if (k > 0)
         back.noalias() += (c.lr_expert1 * nuNe) * (PD1.leftCols(K0) * KG2.block(K0, 0, P, K0).transpose());
-      }
-      const Mat<double> g1 = d1k.cwiseProduct(back);
-      PD1.middleCols(K0, P) = a1k.array().rowwise() * w.transpose().array();
-
-      // ---------------- updates that close step k
-      const Mat<double> g1w = g1.array().rowwise() * w.transpose().array();
-      U1.noalias() += c.lr_in * (g1w * XXt);
-      Z.noalias() += c.lr_out * (hagg * w);
+      close_step(k, a1k, d1k, back, hagg, w);
     }
   }
-
 };
 
 Moe2Trace march_moe2_once(const Moe2DmftConfig& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed) {

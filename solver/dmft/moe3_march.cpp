@@ -14,37 +14,23 @@
 
 namespace moedmft::dmft {
 
-struct Moe3March {
+struct Moe3March : ParticleStream {
   const Moe3DmftConfig& cfg;
   const Moe3LimitConstants& c;
-  const Mat<double>& XXt;
-  const Vec<double>& y;
-  const int S, E, Sn, EN, P, T, n;
+  const int Sn, EN;
   const bool shared;
   const int src_rows;  // rows of the u2/b~ source noises: S_n (shared) or E S_n
-  uint64_t seed = 0;
 
-  // residual neurons of h1
-  Mat<double> U1, A1, X1, PD1, RhoR, Rho1, Phi1;
-  CausalChol LPhi1;
-  // particles: router logits
-  Mat<double> ZetaR, GR, YR, GDR, KGR;
-  CausalChol LGR;
+  Mat<double> Rho1;  // shared init: the expert1 backward noise of the h1 neurons
   // (expert, neuron) pairs: source noises, gated activations a~ = ghat a2, gradients g2
   Mat<double> Zeta1, Rho2, At, G2h, GD2, A20, Phit, KG2;
   // shared initial experts: the expert means at fixed j (the shared expert-hidden process)
   Mat<double> Abar, Xbar, Phibar, Gbar, Ybar, KGbar;
   CausalChol LPbar, LGbar;
-  // residual neurons of hagg, with the readout
-  Mat<double> Zo, Zh, Zw, Cz;
-  Vec<double> Z, Wh;
-  CausalChol Lz;
-  Moe2Trace tr;
 
   Moe3March(const Moe3DmftConfig& cf, const Mat<double>& xxt, const Vec<double>& yy)
-      : cfg(cf), c(cf.k), XXt(xxt), y(yy), S(cf.samples), E(cf.expert_samples), Sn(cf.neuron_samples),
-        EN(cf.expert_samples * cf.neuron_samples), P(static_cast<int>(xxt.rows())), T(cf.T),
-        n((cf.T + 1) * static_cast<int>(xxt.rows())), shared(cf.k.shared),
+      : ParticleStream(cf, cf.k, xxt, yy), cfg(cf), c(cf.k), Sn(cf.neuron_samples),
+        EN(cf.expert_samples * cf.neuron_samples), shared(cf.k.shared),
         src_rows(cf.k.shared ? cf.neuron_samples : cf.expert_samples * cf.neuron_samples) {}
 
   Mat<double> lift(const Mat<double>& src) const {
@@ -64,37 +50,25 @@ struct Moe3March {
     seed = s;
     Rng rng(s);
     const bool ant = cfg.antithetic;
-    const Mat<double> Lx =
-        Eigen::LLT<Mat<double>>(XXt + 1e-12 * XXt.diagonal().maxCoeff() * Mat<double>::Identity(P, P)).matrixL();
-    U1 = white(S, P, rng, ant, false) * Lx.transpose() * c.sigma_in;
-    RhoR = white(S, n, rng, ant, true);
+    draw_h1(rng);
     ZetaR = white(E, n, rng, false, false);
     // Neuron pairs (j, j+1) share the u2 source and have opposite b~ sources: the b~ noise then
     // cancels exactly in the expert's sum chi = sum_j a2 b~ until learning correlates the two.
     Zeta1 = white(src_rows, n, rng, ant, false);
     Rho2 = white(src_rows, T + 1, rng, ant, true);
-    Zo = white(S, n, rng, ant, false);
-    Z = white(S, 1, rng, ant, true).col(0) * c.c_out;
+    draw_hagg(rng);
     if (shared) Rho1 = white(S, n, rng, ant, true);
   }
 
   void allocate() {
-    for (Mat<double>* m : {&A1, &X1, &PD1}) m->setZero(S, n);
-    for (Mat<double>* m : {&GR, &YR, &GDR}) m->setZero(E, n);
+    allocate_stream();
     for (Mat<double>* m : {&At, &G2h, &GD2}) m->setZero(EN, n);
-    for (Mat<double>* m : {&Phi1, &KGR, &Phit, &KG2}) m->setZero(n, n);
-    for (CausalChol* l : {&LPhi1, &LGR}) l->init(n);
+    for (Mat<double>* m : {&Phit, &KG2}) m->setZero(n, n);
     if (shared) {
       for (Mat<double>* m : {&Abar, &Xbar, &Gbar, &Ybar}) m->setZero(Sn, n);
       for (Mat<double>* m : {&Phibar, &KGbar}) m->setZero(n, n);
       for (CausalChol* l : {&LPbar, &LGbar}) l->init(n);
     }
-    Zh.setZero(S, T + 1);
-    Zw.setZero(S, T + 1);
-    Cz.setZero(T + 1, T + 1);
-    Lz.init(T + 1);
-    Wh.setZero(n);
-    allocate_trace(tr, T, P);
   }
 
   // E_pairs[noise^T x field] over the first `cols` noise columns: the Stein estimate of a response.
@@ -103,28 +77,17 @@ struct Moe3March {
   }
 
   void run() {
-    const double invS = 1.0 / S, invE = 1.0 / E, invEN = 1.0 / EN, invSn = 1.0 / Sn;
-    const double nu = c.nu, sqnu = std::sqrt(nu), rho = c.rho, sqrho = std::sqrt(rho), G = c.gate;
+    const double invS = 1.0 / S, invEN = 1.0 / EN, invSn = 1.0 / Sn;
+    const double rho = c.rho, sqrho = std::sqrt(rho), G = c.gate;
     Mat<double> a1k, d1k, a2k, d2k, ghat, q;
     std::vector<std::vector<int>> sel;
     for (int k = 0; k <= T; ++k) {
       const int K0 = k * P;
-      // ---------------- h1 forward
-      act_both(cfg.phi, U1, a1k, d1k);
-      A1.middleCols(K0, P) = a1k;
-      kernel_row(a1k, A1, invS, K0, P, Phi1, &LPhi1, cfg.jitter);
-      LPhi1.kill_dead_noise(ZetaR, K0, P);
-      LPhi1.kill_dead_noise(Zeta1, K0, P);
-      LPhi1.whiten_block(A1, X1, K0, P);
-      tr.phi1[k] = Phi1.block(K0, K0, P, P);
-      const Mat<double> Phi1_past = k > 0 ? Mat<double>(Phi1.block(K0, 0, P, K0).transpose()) : Mat<double>();
+      h1_forward(k, a1k, d1k, Zeta1);
+      const Mat<double> Phi1_past = phi1_past(k);
 
       // ---------------- particles: router logits, selection, gates (as in regime II)
-      Mat<double> psi = c.c_router * LPhi1.sample_block(ZetaR, K0, P);
-      if (k > 0) {
-        psi.noalias() += (c.c_router / sqnu) * (YR.leftCols(K0) * ((RhoR.leftCols(K0).transpose() * a1k) * invS));
-        psi.noalias() += c.lr_router * (GDR.leftCols(K0) * Phi1_past);
-      }
+      const Mat<double> psi = router_logits(k, a1k, Phi1_past);
       particle_gates(cfg, cfg.selected(), psi, ghat, q, sel);
       record_logits(tr, k, cfg.routing == Routing::topk, psi, sel);
 
@@ -169,27 +132,13 @@ struct Moe3March {
         if (k > 0) init.noalias() += c_resp * (Zw.leftCols(k) * stein(Rho2, k, v));
       }
       const Mat<double> hagg = src + learned;
-      const Vec<double> f = (hagg.transpose() * Z) * invS;
-      const Vec<double> delta = y - f;
-      const Vec<double> w = (2.0 / P) * delta;
-      tr.f.row(k) = f.transpose();
-      tr.loss[k] = delta.squaredNorm() / P;
+      const Vec<double> w = output(k, hagg);
       tr.agg.row(k) << std::sqrt(mean_square(hagg)), std::sqrt(mean_square(init)),
           std::sqrt(mean_square(src - init)), std::sqrt(mean_square(eff)), std::sqrt(mean_square(learned - eff));
       tr.rms.row(k) << std::sqrt(mean_square(a1k)), std::sqrt(mean_square(psi)), std::sqrt(mean_square(a2k)),
           std::sqrt(mean_square(hagg));
-      Wh.segment(K0, P) = w;
 
-      // ---------------- readout history and its causal factor
-      Zh.col(k) = Z;
-      {
-        const Mat<double> Crow = (Z.transpose() * Zh.leftCols(k + 1)) * invS;
-        Cz.block(k, 0, 1, k + 1) = Crow;
-        Cz.block(0, k, k + 1, 1) = Crow.transpose();
-        Lz.extend(Crow, k, 1, cfg.jitter);
-        Lz.kill_dead_noise(Rho2, k, 1);
-        Lz.whiten_block(Zh, Zw, k, 1);
-      }
+      readout_history(k, Rho2);
 
       // ---------------- pairs backward: b~ = W2(t) z(t) per expert neuron
       Vec<double> bt = lift((c.c_expert2 / sqrho) * Lz.sample_block(Rho2, k, 1)).col(0);
@@ -215,30 +164,17 @@ struct Moe3March {
       Mat<double> chi(E, P);
       const Mat<double> ab = a2k.array().colwise() * bt.array();
       for (int m = 0; m < E; ++m) chi.row(m) = ab.middleRows(m * Sn, Sn).colwise().mean();
-      chi *= G * rho / nu;
+      chi *= G * rho / c.nu;
       const Mat<double> gr = particle_gate_backward(cfg, q, chi, sel);
-      GR.middleCols(K0, P) = gr;
-      GDR.middleCols(K0, P) = gr.array().rowwise() * w.transpose().array();
-      kernel_row(gr, GR, invE, K0, P, KGR, &LGR, cfg.jitter);
-      LGR.kill_dead_noise(RhoR, K0, P);
-      LGR.whiten_block(GR, YR, K0, P);
+      router_backward(k, gr, w);
 
-      // ---------------- h1 backward: router and expert1 terms
-      Mat<double> back = (c.c_router * sqnu) * LGR.sample_block(RhoR, K0, P);
-      back.noalias() += (c.c_router * nu) * (X1.leftCols(K0 + P) * ((ZetaR.leftCols(K0 + P).transpose() * gr) * invE));
+      // ---------------- h1 backward: router terms, expert1 response (+ source when shared), update
+      Mat<double> back = router_back(k, gr);
       back.noalias() += (c.c_expert1 * G * rho) * (X1.leftCols(K0 + P) * stein(Zeta1, K0 + P, g2));
       if (shared) back.noalias() += (c.c_expert1 * G * sqrho) * LGbar.sample_block(Rho1, K0, P);
-      if (k > 0) {
-        back.noalias() += (c.lr_router * nu) * (PD1.leftCols(K0) * KGR.block(K0, 0, P, K0).transpose());
+      if (k > 0)
         back.noalias() += (c.lr_expert1 * G * rho) * (PD1.leftCols(K0) * KG2.block(K0, 0, P, K0).transpose());
-      }
-      const Mat<double> g1 = d1k.cwiseProduct(back);
-      PD1.middleCols(K0, P) = a1k.array().rowwise() * w.transpose().array();
-
-      // ---------------- updates that close step k
-      const Mat<double> g1w = g1.array().rowwise() * w.transpose().array();
-      U1.noalias() += c.lr_in * (g1w * XXt);
-      Z.noalias() += c.lr_out * (hagg * w);
+      close_step(k, a1k, d1k, back, hagg, w);
     }
   }
 };

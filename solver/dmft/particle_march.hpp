@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "models/random.hpp"
+#include "solver/dmft/activation.hpp"
 #include "solver/dmft/causal.hpp"
 #include "solver/dmft/moe2_march.hpp"
 #include "solver/dmft/noise.hpp"
@@ -100,6 +101,145 @@ inline void allocate_trace(Moe2Trace& tr, int T, int P) {
   tr.phi1.assign(T + 1, Mat<double>());
   tr.phi2 = tr.gated = tr.g2 = tr.phi1;
 }
+
+// The populations every particle march (regimes II and III) has, and the steps that act on them
+// alone: the residual neurons of h1 (with the router's backward noise), the experts' router
+// logits, and the residual neurons of hagg with the readout. Each march derives from it and adds
+// its expert neurons (docs/dmft_moe_regime2.md and _regime3.md, section 3).
+struct ParticleStream {
+  struct Coefs {
+    double sigma_in, lr_in, c_router, lr_router, c_out, lr_out, nu;
+  };
+  const ParticleSolveOptions& opt;
+  const Coefs cs;
+  const Mat<double>& XXt;
+  const Vec<double>& y;
+  const int S, E, P, T, n;
+  uint64_t seed = 0;
+
+  // residual neurons of h1
+  Mat<double> U1, A1, X1, PD1, RhoR, Phi1;
+  CausalChol LPhi1;
+  // particles: router logit histories
+  Mat<double> ZetaR, GR, YR, GDR, KGR;
+  CausalChol LGR;
+  // residual neurons of hagg, with the readout
+  Mat<double> Zo, Zh, Zw, Cz;
+  Vec<double> Z, Wh;
+  CausalChol Lz;
+  Moe2Trace tr;
+
+  template <class Constants>
+  ParticleStream(const ParticleSolveOptions& o, const Constants& k, const Mat<double>& xxt, const Vec<double>& yy)
+      : opt(o), cs{k.sigma_in, k.lr_in, k.c_router, k.lr_router, k.c_out, k.lr_out, k.nu}, XXt(xxt), y(yy),
+        S(o.samples), E(o.expert_samples), P(static_cast<int>(xxt.rows())), T(o.T),
+        n((o.T + 1) * static_cast<int>(xxt.rows())) {}
+
+  // The initial h1 fields u1(0) ~ N(0, sigma_in^2 x x^T) and the router's backward noise.
+  void draw_h1(Rng& rng) {
+    const Mat<double> Lx =
+        Eigen::LLT<Mat<double>>(XXt + 1e-12 * XXt.diagonal().maxCoeff() * Mat<double>::Identity(P, P)).matrixL();
+    U1 = white(S, P, rng, opt.antithetic, false) * Lx.transpose() * cs.sigma_in;
+    RhoR = white(S, n, rng, opt.antithetic, true);
+  }
+  void draw_hagg(Rng& rng) {
+    Zo = white(S, n, rng, opt.antithetic, false);
+    Z = white(S, 1, rng, opt.antithetic, true).col(0) * cs.c_out;
+  }
+
+  void allocate_stream() {
+    for (Mat<double>* m : {&A1, &X1, &PD1}) m->setZero(S, n);
+    for (Mat<double>* m : {&GR, &YR, &GDR}) m->setZero(E, n);
+    for (Mat<double>* m : {&Phi1, &KGR}) m->setZero(n, n);
+    for (CausalChol* l : {&LPhi1, &LGR}) l->init(n);
+    Zh.setZero(S, T + 1);
+    Zw.setZero(S, T + 1);
+    Cz.setZero(T + 1, T + 1);
+    Lz.init(T + 1);
+    Wh.setZero(n);
+    allocate_trace(tr, T, P);
+  }
+
+  // h1 at step k: activations, kernel row, whitening; a dead pivot of L_Phi1 kills the columns of
+  // every noise sampled through it (the router's and `expert_noise`).
+  void h1_forward(int k, Mat<double>& a1k, Mat<double>& d1k, Mat<double>& expert_noise) {
+    const int K0 = k * P;
+    act_both(opt.phi, U1, a1k, d1k);
+    A1.middleCols(K0, P) = a1k;
+    kernel_row(a1k, A1, 1.0 / S, K0, P, Phi1, &LPhi1, opt.jitter);
+    LPhi1.kill_dead_noise(ZetaR, K0, P);
+    LPhi1.kill_dead_noise(expert_noise, K0, P);
+    LPhi1.whiten_block(A1, X1, K0, P);
+    tr.phi1[k] = Phi1.block(K0, K0, P, P);
+  }
+  // Phi1(k, s)^T for s < k, [k P, P]: what the update terms fold with.
+  Mat<double> phi1_past(int k) const {
+    return k > 0 ? Mat<double>(Phi1.block(k * P, 0, P, k * P).transpose()) : Mat<double>();
+  }
+
+  // Router logits of step k: source, forward response, update (regime II/III section 3).
+  Mat<double> router_logits(int k, const Mat<double>& a1k, const Mat<double>& past) const {
+    const int K0 = k * P;
+    Mat<double> psi = cs.c_router * LPhi1.sample_block(ZetaR, K0, P);
+    if (k > 0) {
+      psi.noalias() +=
+          (cs.c_router / std::sqrt(cs.nu)) * (YR.leftCols(K0) * ((RhoR.leftCols(K0).transpose() * a1k) / double(S)));
+      psi.noalias() += cs.lr_router * (GDR.leftCols(K0) * past);
+    }
+    return psi;
+  }
+
+  // The readout's history at step k and its causal factor; dead pivots kill `time_noise` columns.
+  void readout_history(int k, Mat<double>& time_noise) {
+    Zh.col(k) = Z;
+    const Mat<double> Crow = (Z.transpose() * Zh.leftCols(k + 1)) / double(S);
+    Cz.block(k, 0, 1, k + 1) = Crow;
+    Cz.block(0, k, k + 1, 1) = Crow.transpose();
+    Lz.extend(Crow, k, 1, opt.jitter);
+    Lz.kill_dead_noise(time_noise, k, 1);
+    Lz.whiten_block(Zh, Zw, k, 1);
+  }
+
+  // Records the particles' router backward gr of step k (history, kernel, factor, whitening).
+  void router_backward(int k, const Mat<double>& gr, const Vec<double>& w) {
+    const int K0 = k * P;
+    GR.middleCols(K0, P) = gr;
+    GDR.middleCols(K0, P) = gr.array().rowwise() * w.transpose().array();
+    kernel_row(gr, GR, 1.0 / E, K0, P, KGR, &LGR, opt.jitter);
+    LGR.kill_dead_noise(RhoR, K0, P);
+    LGR.whiten_block(GR, YR, K0, P);
+  }
+
+  // The router's part of the h1 backward at step k: source, equal-time response, update.
+  Mat<double> router_back(int k, const Mat<double>& gr) const {
+    const int K0 = k * P;
+    Mat<double> back = (cs.c_router * std::sqrt(cs.nu)) * LGR.sample_block(RhoR, K0, P);
+    back.noalias() +=
+        (cs.c_router * cs.nu) * (X1.leftCols(K0 + P) * ((ZetaR.leftCols(K0 + P).transpose() * gr) / double(E)));
+    if (k > 0) back.noalias() += (cs.lr_router * cs.nu) * (PD1.leftCols(K0) * KGR.block(K0, 0, P, K0).transpose());
+    return back;
+  }
+
+  // The updates that close step k: the h1 fields (backward `back`) and the readout.
+  void close_step(int k, const Mat<double>& a1k, const Mat<double>& d1k, const Mat<double>& back,
+                  const Mat<double>& hagg, const Vec<double>& w) {
+    PD1.middleCols(k * P, P) = a1k.array().rowwise() * w.transpose().array();
+    const Mat<double> g1w = d1k.cwiseProduct(back).array().rowwise() * w.transpose().array();
+    U1.noalias() += cs.lr_in * (g1w * XXt);
+    Z.noalias() += cs.lr_out * (hagg * w);
+  }
+
+  // f, the loss and the error weights of step k from hagg.
+  Vec<double> output(int k, const Mat<double>& hagg) {
+    const Vec<double> f = (hagg.transpose() * Z) / double(S);
+    const Vec<double> delta = y - f;
+    tr.f.row(k) = f.transpose();
+    tr.loss[k] = delta.squaredNorm() / P;
+    const Vec<double> w = (2.0 / P) * delta;
+    Wh.segment(k * P, P) = w;
+    return w;
+  }
+};
 
 // Replicate means and errors of independent traces (both particle regimes' result layout).
 Moe2DmftResult collect_particle_traces(const std::vector<Moe2Trace>& runs, int T);
