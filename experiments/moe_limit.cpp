@@ -126,30 +126,33 @@ void fill_moe_limit_config(const RunConfig& run, dmft::MoeDmftConfig& c) {
   c.validate();
 }
 
-void fill_moe2_limit_config(const RunConfig& run, dmft::Moe2DmftConfig& c, bool keep_vanishing) {
-  check_limit_scope(run, "II");
+namespace {
+
+// The run's steps and model options, as both particle regimes take them; returns the table.
+ParamTable particle_options(const RunConfig& run, const char* regime, dmft::ParticleSolveOptions& c) {
+  check_limit_scope(run, regime);
   ParamTable table;
   resolve_run_param(run, &table);
-  if (table.shared_experts)
-    throw ConfigError("param.shared_experts: must be false (the regime-II DMFT limit is derived for independent experts)");
   c.T = run.train.steps;
   c.phi = run.model.activation;
   c.routing = run.model.routing;
   c.gate = run.model.gate;
   c.renormalize = run.model.renormalize;
+  return table;
+}
+
+}  // namespace
+
+void fill_moe2_limit_config(const RunConfig& run, dmft::Moe2DmftConfig& c, bool keep_vanishing) {
+  const ParamTable table = particle_options(run, "II", c);
+  if (table.shared_experts)
+    throw ConfigError("param.shared_experts: must be false (the regime-II DMFT limit is derived for independent experts)");
   c.k = dmft::regime2_constants(table, run.shape, run.model.m_base, run.resolve, c.normalised(), keep_vanishing);
   c.validate();
 }
 
 void fill_moe3_limit_config(const RunConfig& run, dmft::Moe3DmftConfig& c, bool keep_vanishing) {
-  check_limit_scope(run, "III");
-  ParamTable table;
-  resolve_run_param(run, &table);
-  c.T = run.train.steps;
-  c.phi = run.model.activation;
-  c.routing = run.model.routing;
-  c.gate = run.model.gate;
-  c.renormalize = run.model.renormalize;
+  const ParamTable table = particle_options(run, "III", c);
   c.k = dmft::regime3_constants(table, run.shape, run.model.m_base, run.resolve, c.normalised(), keep_vanishing);
   c.validate();
 }

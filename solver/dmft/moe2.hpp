@@ -16,23 +16,51 @@
 
 #include "models/parameterization.hpp"
 #include "models/types.hpp"
+#include "solver/dmft/moe.hpp"
 
 namespace moedmft::dmft {
 
-// Width-independent constants of the regime-II limit (multipliers folded into effective weights).
-// Gamma is the O(1) gate scale: g_m = (Gamma / M) ghat_m, ghat = gate_fn(psi) (divided by the
-// particle mean of the selected gate_fn values when the gates are normalised).
-struct Moe2LimitConstants {
+// The constants every particle limit (regimes II and III) shares, multipliers folded into
+// effective weights. Gamma is the O(1) gate scale: g_m = (Gamma / M) ghat_m, ghat = gate_fn(psi)
+// (divided by the particle mean of the selected gate_fn values when the gates are normalised).
+struct StreamConstants {
   double sigma_in = 1, lr_in = 0;       // s_in sigma_in; s_in^2 eta_in / N
   double c_router = 1, lr_router = 0;   // sqrt(N) s_r sigma_r; s_r^2 eta_r
-  double c_expert1 = 1, lr_expert1 = 0; // sqrt(N) s_1 sigma_1; s_1^2 eta_1
-  double c_expert2 = 0, lr_expert2 = 0; // Gamma s_2 sigma_2 sqrt(Ne/M); Gamma^2 s_2^2 eta_2 / M^2
+  double c_expert1 = 1;                 // sqrt(N) s_1 sigma_1
   double c_out = 0, lr_out = 0;         // N s_out sigma_out; N s_out^2 eta_out
   double gate = 1;                      // Gamma
   double nu = 1.0 / 16;                 // M / N
   double kappa = 1;                     // K / M
-  int Ne = 16;                          // expert width (finite, exact)
-  std::string vanishing;                // constants whose power of N is negative (0 in the limit)
+  std::string vanishing;                // terms absent from the limit, with their power of N
+};
+
+// Fills the shared constants from a resolved table at one shape (normalised = softmax gates or
+// renormalisation, whose normaliser already carries the 1/M).
+void fill_stream_constants(const ResolvedParam& p, const Shape& shape, bool normalised, StreamConstants& k);
+
+// The limit rule of both particle regimes (moe.hpp apply_limit_rule) on constants resolved at
+// the shape (a) and at the doubled ladder (b): the gate scale must stay put, then the shared
+// constants and the regime's `own` (pointers into a, values in b) stay, vanish or are refused.
+void apply_stream_limit_rule(const std::string& table, const char* regime, const char* ladder, bool normalised,
+                             StreamConstants& a, const StreamConstants& b, const std::vector<LimitConstant>& own,
+                             bool keep_vanishing);
+
+// A particle regime's constants at the shape and at the doubled ladder `wide` (SGD only).
+template <class Limit>
+auto constants_at_shape_and_doubled(const ParamTable& table, const Shape& shape, const Shape& wide, int m_base,
+                                    const ResolveInputs& inputs, bool normalised, const char* regime, Limit limit) {
+  if (inputs.adam_like)
+    throw ConfigError(std::string("optim.kind: the regime-") + regime +
+                      " MoE limit is derived for SGD (allowed: \"sgd\")");
+  return std::pair{limit(resolve(table, shape, m_base, inputs), shape, normalised),
+                   limit(resolve(table, wide, m_base, inputs), wide, normalised)};
+}
+
+// Width-independent constants of the regime-II limit.
+struct Moe2LimitConstants : StreamConstants {
+  double lr_expert1 = 0;                 // s_1^2 eta_1
+  double c_expert2 = 0, lr_expert2 = 0;  // Gamma s_2 sigma_2 sqrt(Ne/M); Gamma^2 s_2^2 eta_2 / M^2
+  int Ne = 16;                           // expert width (finite, exact)
 };
 
 // Constants of a resolved table at one shape (normalised = softmax gates or renormalisation).

@@ -113,9 +113,7 @@ struct Moe2March : ParticleStream {
       const Mat<double> Phi1_past = phi1_past(k);
 
       // ---------------- particles: router logits, selection, gates
-      const Mat<double> psi = router_logits(k, a1k, Phi1_past);
-      particle_gates(cfg, cfg.selected(), psi, ghat, q, sel);
-      record_logits(tr, k, cfg.routing == Routing::topk, psi, sel);
+      const Mat<double> psi = route(k, a1k, Phi1_past, cfg.selected(), ghat, q, sel);
 
       // ---------------- particles: expert neurons
       Mat<double> u2 = c.c_expert1 * LPhi1.sample_block(Zeta1, K0, P);
@@ -188,12 +186,7 @@ struct Moe2March : ParticleStream {
 };
 
 Moe2Trace march_moe2_once(const Moe2DmftConfig& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed) {
-  Moe2March mm(cfg, XXt, y);
-  mm.draw(seed);
-  mm.allocate();
-  mm.run();
-  mm.tr.cz = mm.Cz;
-  return std::move(mm.tr);
+  return march_once<Moe2March>(cfg, XXt, y, seed);
 }
 
 }  // namespace moedmft::dmft

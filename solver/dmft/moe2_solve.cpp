@@ -13,50 +13,63 @@
 
 namespace moedmft::dmft {
 
-Moe2LimitConstants limit2_constants(const ResolvedParam& p, const Shape& s, bool normalised) {
-  const double N = s.N, Ne = s.Ne, M = s.M;
-  Moe2LimitConstants k;
+void fill_stream_constants(const ResolvedParam& p, const Shape& s, bool normalised, StreamConstants& k) {
+  const double N = s.N, M = s.M;
   k.sigma_in = effective_std(p, Group::in);
   k.lr_in = effective_lr(p, Group::in) / N;
   k.c_router = std::sqrt(N) * effective_std(p, Group::router);
   k.lr_router = effective_lr(p, Group::router);
   k.c_expert1 = std::sqrt(N) * effective_std(p, Group::expert1);
-  k.lr_expert1 = effective_lr(p, Group::expert1);
   // Normalised gates already carry 1/M through their normaliser; plain gates need the table's 1/M.
   const double factor = p.gate_factor * p.aggregation * p.residual_multiplier;
   k.gate = normalised ? factor : factor * M;
-  k.c_expert2 = k.gate * effective_std(p, Group::expert2) * std::sqrt(Ne / M);
-  k.lr_expert2 = k.gate * k.gate * effective_lr(p, Group::expert2) / (M * M);
   k.c_out = N * effective_std(p, Group::out);
   k.lr_out = N * effective_lr(p, Group::out);
   k.nu = M / N;
   k.kappa = double(s.K) / M;
+}
+
+void apply_stream_limit_rule(const std::string& table, const char* regime, const char* ladder, bool normalised,
+                             StreamConstants& a, const StreamConstants& b, const std::vector<LimitConstant>& own,
+                             bool keep_vanishing) {
+  if (const double pw = doubling_power(a.gate, b.gate); pw != 0.0)
+    throw ConfigError("param: '" + table + "' has no regime-" + regime + " DMFT limit: the gate scale Gamma = " +
+                      std::string(normalised ? "gate factor (softmax/renormalised gates)" : "M x gate factor") +
+                      " scales as N^" + std::to_string(pw) + (normalised ? " (set gate_exponent = 0)" : ""));
+  std::vector<LimitConstant> all = {{"in init_std", &a.sigma_in, b.sigma_in},
+                                    {"in lr", &a.lr_in, b.lr_in},
+                                    {"router init_std", &a.c_router, b.c_router},
+                                    {"router lr", &a.lr_router, b.lr_router},
+                                    {"expert1 init_std", &a.c_expert1, b.c_expert1}};
+  all.insert(all.end(), own.begin(), own.end());
+  all.push_back({"out init_std", &a.c_out, b.c_out});
+  all.push_back({"out lr", &a.lr_out, b.lr_out});
+  a.vanishing = apply_limit_rule(table, regime, ladder, all, keep_vanishing);
+}
+
+Moe2LimitConstants limit2_constants(const ResolvedParam& p, const Shape& s, bool normalised) {
+  const double Ne = s.Ne, M = s.M;
+  Moe2LimitConstants k;
+  fill_stream_constants(p, s, normalised, k);
+  k.lr_expert1 = effective_lr(p, Group::expert1);
+  k.c_expert2 = k.gate * effective_std(p, Group::expert2) * std::sqrt(Ne / M);
+  k.lr_expert2 = k.gate * k.gate * effective_lr(p, Group::expert2) / (M * M);
   k.Ne = s.Ne;
   return k;
 }
 
 Moe2LimitConstants regime2_constants(const ParamTable& table, const Shape& shape, int m_base,
                                      const ResolveInputs& inputs, bool normalised, bool keep_vanishing) {
-  if (inputs.adam_like)
-    throw ConfigError("optim.kind: the regime-II MoE limit is derived for SGD (allowed: \"sgd\")");
   Shape wide = shape;
   wide.N *= 2;
   wide.M *= 2;
   wide.K *= 2;
-  Moe2LimitConstants a = limit2_constants(resolve(table, shape, m_base, inputs), shape, normalised);
-  const Moe2LimitConstants b = limit2_constants(resolve(table, wide, m_base, inputs), wide, normalised);
-  // The gate scale must stay put: a normalised gate under a 1/M gate factor vanishes entirely.
-  if (const double pw = doubling_power(a.gate, b.gate); pw != 0.0)
-    throw ConfigError("param: '" + table.name + "' has no regime-II DMFT limit: the gate scale Gamma = " +
-                      std::string(normalised ? "gate factor (softmax/renormalised gates)" : "M x gate factor") +
-                      " scales as N^" + std::to_string(pw) + (normalised ? " (set gate_exponent = 0)" : ""));
-  std::vector<LimitConstant> pairs = {
-      {"in init_std", &a.sigma_in, b.sigma_in},       {"in lr", &a.lr_in, b.lr_in},
-      {"router init_std", &a.c_router, b.c_router},   {"router lr", &a.lr_router, b.lr_router},
-      {"expert1 init_std", &a.c_expert1, b.c_expert1}, {"expert1 lr", &a.lr_expert1, b.lr_expert1},
-      {"expert2 init_std", &a.c_expert2, b.c_expert2}, {"expert2 lr", &a.lr_expert2, b.lr_expert2},
-      {"out init_std", &a.c_out, b.c_out},             {"out lr", &a.lr_out, b.lr_out}};
-  a.vanishing = apply_limit_rule(table.name, "II", "N ~ M ~ K with Ne fixed", pairs, keep_vanishing);
+  auto [a, b] = constants_at_shape_and_doubled(table, shape, wide, m_base, inputs, normalised, "II", limit2_constants);
+  apply_stream_limit_rule(table.name, "II", "N ~ M ~ K with Ne fixed", normalised, a, b,
+                          {{"expert1 lr", &a.lr_expert1, b.lr_expert1},
+                           {"expert2 init_std", &a.c_expert2, b.c_expert2},
+                           {"expert2 lr", &a.lr_expert2, b.lr_expert2}},
+                          keep_vanishing);
   return a;
 }
 

@@ -17,19 +17,12 @@
 
 namespace moedmft::dmft {
 
-// Width-independent constants of the regime-III limit (multipliers folded into effective weights).
-struct Moe3LimitConstants {
-  double sigma_in = 1, lr_in = 0;        // s_in sigma_in; s_in^2 eta_in / N
-  double c_router = 1, lr_router = 0;    // sqrt(N) s_r sigma_r; s_r^2 eta_r
-  double c_expert1 = 1, lr_expert1 = 0;  // sqrt(N) s_1 sigma_1; Gamma s_1^2 eta_1 / M
+// Width-independent constants of the regime-III limit (the shared ones: moe2.hpp).
+struct Moe3LimitConstants : StreamConstants {
+  double lr_expert1 = 0;                 // Gamma s_1^2 eta_1 / M
   double c_expert2 = 1, lr_expert2 = 0;  // sqrt(Ne) s_2 sigma_2; Gamma^2 s_2^2 eta_2 Ne / (M N)
-  double c_out = 0, lr_out = 0;          // N s_out sigma_out; N s_out^2 eta_out
-  double gate = 1;                       // Gamma: g_m = (Gamma / M) ghat_m
-  double nu = 1.0 / 16;                  // M / N
-  double kappa = 1;                      // K / M
   double rho = 1;                        // Ne / N
   bool shared = false;                   // all experts start from one set of initial weights
-  std::string vanishing;                 // terms absent from the limit, with their power of N
 };
 
 // Constants of a resolved table at one shape (normalised = softmax gates or renormalisation).

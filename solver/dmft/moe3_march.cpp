@@ -87,9 +87,7 @@ struct Moe3March : ParticleStream {
       const Mat<double> Phi1_past = phi1_past(k);
 
       // ---------------- particles: router logits, selection, gates (as in regime II)
-      const Mat<double> psi = router_logits(k, a1k, Phi1_past);
-      particle_gates(cfg, cfg.selected(), psi, ghat, q, sel);
-      record_logits(tr, k, cfg.routing == Routing::topk, psi, sel);
+      const Mat<double> psi = route(k, a1k, Phi1_past, cfg.selected(), ghat, q, sel);
 
       // ---------------- expert neurons: W1(0) source, shared response, update
       Mat<double> u2 = lift(c.c_expert1 * LPhi1.sample_block(Zeta1, K0, P));
@@ -180,12 +178,7 @@ struct Moe3March : ParticleStream {
 };
 
 Moe2Trace march_moe3_once(const Moe3DmftConfig& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed) {
-  Moe3March mm(cfg, XXt, y);
-  mm.draw(seed);
-  mm.allocate();
-  mm.run();
-  mm.tr.cz = mm.Cz;
-  return std::move(mm.tr);
+  return march_once<Moe3March>(cfg, XXt, y, seed);
 }
 
 }  // namespace moedmft::dmft

@@ -16,20 +16,10 @@ namespace moedmft::dmft {
 Moe3LimitConstants limit3_constants(const ResolvedParam& p, const Shape& s, bool normalised) {
   const double N = s.N, Ne = s.Ne, M = s.M;
   Moe3LimitConstants k;
-  const double factor = p.gate_factor * p.aggregation * p.residual_multiplier;
-  k.gate = normalised ? factor : factor * M;  // normalised gates carry 1/M through their normaliser
-  k.sigma_in = effective_std(p, Group::in);
-  k.lr_in = effective_lr(p, Group::in) / N;
-  k.c_router = std::sqrt(N) * effective_std(p, Group::router);
-  k.lr_router = effective_lr(p, Group::router);
-  k.c_expert1 = std::sqrt(N) * effective_std(p, Group::expert1);
+  fill_stream_constants(p, s, normalised, k);
   k.lr_expert1 = k.gate * effective_lr(p, Group::expert1) / M;
   k.c_expert2 = std::sqrt(Ne) * effective_std(p, Group::expert2);
   k.lr_expert2 = k.gate * k.gate * effective_lr(p, Group::expert2) * Ne / (M * N);
-  k.c_out = N * effective_std(p, Group::out);
-  k.lr_out = N * effective_lr(p, Group::out);
-  k.nu = M / N;
-  k.kappa = double(s.K) / M;
   k.rho = Ne / N;
   k.shared = p.shared_experts;
   return k;
@@ -37,26 +27,17 @@ Moe3LimitConstants limit3_constants(const ResolvedParam& p, const Shape& s, bool
 
 Moe3LimitConstants regime3_constants(const ParamTable& table, const Shape& shape, int m_base,
                                      const ResolveInputs& inputs, bool normalised, bool keep_vanishing) {
-  if (inputs.adam_like)
-    throw ConfigError("optim.kind: the regime-III MoE limit is derived for SGD (allowed: \"sgd\")");
   Shape wide = shape;
   wide.N *= 2;
   wide.Ne *= 2;
   wide.M *= 2;
   wide.K *= 2;
-  Moe3LimitConstants a = limit3_constants(resolve(table, shape, m_base, inputs), shape, normalised);
-  const Moe3LimitConstants b = limit3_constants(resolve(table, wide, m_base, inputs), wide, normalised);
-  if (const double pw = doubling_power(a.gate, b.gate); pw != 0.0)
-    throw ConfigError("param: '" + table.name + "' has no regime-III DMFT limit: the gate scale Gamma = " +
-                      std::string(normalised ? "gate factor (softmax/renormalised gates)" : "M x gate factor") +
-                      " scales as N^" + std::to_string(pw) + (normalised ? " (set gate_exponent = 0)" : ""));
-  std::vector<LimitConstant> constants = {
-      {"in init_std", &a.sigma_in, b.sigma_in},       {"in lr", &a.lr_in, b.lr_in},
-      {"router init_std", &a.c_router, b.c_router},   {"router lr", &a.lr_router, b.lr_router},
-      {"expert1 init_std", &a.c_expert1, b.c_expert1}, {"expert1 lr", &a.lr_expert1, b.lr_expert1},
-      {"expert2 init_std", &a.c_expert2, b.c_expert2}, {"expert2 lr", &a.lr_expert2, b.lr_expert2},
-      {"out init_std", &a.c_out, b.c_out},             {"out lr", &a.lr_out, b.lr_out}};
-  a.vanishing = apply_limit_rule(table.name, "III", "N ~ Ne ~ M ~ K", constants, keep_vanishing);
+  auto [a, b] = constants_at_shape_and_doubled(table, shape, wide, m_base, inputs, normalised, "III", limit3_constants);
+  apply_stream_limit_rule(table.name, "III", "N ~ Ne ~ M ~ K", normalised, a, b,
+                          {{"expert1 lr", &a.lr_expert1, b.lr_expert1},
+                           {"expert2 init_std", &a.c_expert2, b.c_expert2},
+                           {"expert2 lr", &a.lr_expert2, b.lr_expert2}},
+                          keep_vanishing);
   if (!a.shared) {
     // Sums of M independent experts' init terms: structural, never held (docs/dmft_moe_regime3.md 3).
     const std::string structural =

@@ -55,4 +55,16 @@ void trajectory_stats(const std::vector<Trace>& runs, Result& out) {
   }
 }
 
+// One replicate of a march: draw the noises from `seed`, allocate the histories, run t = 0..T;
+// the trace carries the readout kernel Cz.
+template <class March, class Config>
+auto march_once(const Config& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed) {
+  March mm(cfg, XXt, y);
+  mm.draw(seed);
+  mm.allocate();
+  mm.run();
+  mm.tr.cz = mm.Cz;
+  return std::move(mm.tr);
+}
+
 }  // namespace moedmft::dmft

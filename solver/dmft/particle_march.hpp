@@ -107,11 +107,8 @@ inline void allocate_trace(Moe2Trace& tr, int T, int P) {
 // logits, and the residual neurons of hagg with the readout. Each march derives from it and adds
 // its expert neurons (docs/dmft_moe_regime2.md and _regime3.md, section 3).
 struct ParticleStream {
-  struct Coefs {
-    double sigma_in, lr_in, c_router, lr_router, c_out, lr_out, nu;
-  };
   const ParticleSolveOptions& opt;
-  const Coefs cs;
+  const StreamConstants& cs;
   const Mat<double>& XXt;
   const Vec<double>& y;
   const int S, E, P, T, n;
@@ -129,9 +126,8 @@ struct ParticleStream {
   CausalChol Lz;
   Moe2Trace tr;
 
-  template <class Constants>
-  ParticleStream(const ParticleSolveOptions& o, const Constants& k, const Mat<double>& xxt, const Vec<double>& yy)
-      : opt(o), cs{k.sigma_in, k.lr_in, k.c_router, k.lr_router, k.c_out, k.lr_out, k.nu}, XXt(xxt), y(yy),
+  ParticleStream(const ParticleSolveOptions& o, const StreamConstants& k, const Mat<double>& xxt, const Vec<double>& yy)
+      : opt(o), cs(k), XXt(xxt), y(yy),
         S(o.samples), E(o.expert_samples), P(static_cast<int>(xxt.rows())), T(o.T),
         n((o.T + 1) * static_cast<int>(xxt.rows())) {}
 
@@ -186,6 +182,15 @@ struct ParticleStream {
           (cs.c_router / std::sqrt(cs.nu)) * (YR.leftCols(K0) * ((RhoR.leftCols(K0).transpose() * a1k) / double(S)));
       psi.noalias() += cs.lr_router * (GDR.leftCols(K0) * past);
     }
+    return psi;
+  }
+
+  // Step k's routing: the logits, the particle gates (K selected per token) and the logit law.
+  Mat<double> route(int k, const Mat<double>& a1k, const Mat<double>& past, int K, Mat<double>& ghat, Mat<double>& q,
+                    std::vector<std::vector<int>>& sel) {
+    Mat<double> psi = router_logits(k, a1k, past);
+    particle_gates(opt, K, psi, ghat, q, sel);
+    record_logits(tr, k, opt.routing == Routing::topk, psi, sel);
     return psi;
   }
 
