@@ -9,6 +9,7 @@
 #include "data/dataset.hpp"
 #include "experiments/analyze.hpp"
 #include "experiments/cli/commands.hpp"
+#include "experiments/mpi_replicates.hpp"
 #include "experiments/recorder.hpp"
 #include "experiments/run_config.hpp"
 #include "experiments/trainer.hpp"
@@ -68,6 +69,7 @@ int run_training(RunConfig& cfg, const TrainArgs& args, const std::string& cmdli
 }  // namespace
 
 int main(int argc, char** argv) {
+  const MpiSession mpi(argc, argv);
   CLI::App app{"moedmft: hyperparameter scaling of Mixture-of-Experts networks (simulator, DMFT, scaling calculus)"};
   app.set_version_flag("--version", std::string(MOEDMFT_VERSION));
   app.require_subcommand(1);
@@ -117,6 +119,22 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (mpi.ranks() > 1) {
+    // Only the DMFT solves know how to share work; anything else would run once per rank and
+    // every copy would write the same file.
+    const std::string name = app.get_subcommands().front()->get_name();
+    std::string refusal;
+    if (!mpi.built_with_mpi())
+      refusal = "started on " + std::to_string(mpi.ranks()) +
+                " MPI ranks, but this build has no MPI (install libopenmpi-dev and rebuild), or run without mpirun";
+    else if (name != "dmft" && name != "dmft-moe")
+      refusal = name + ": runs in one process; only dmft and dmft-moe spread over MPI ranks (started on " +
+                std::to_string(mpi.ranks()) + ")";
+    if (!refusal.empty()) {
+      if (mpi.rank() == 0) std::cerr << "moedmft: " << refusal << "\n";
+      return 2;
+    }
   }
 
   try {
