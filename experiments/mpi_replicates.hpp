@@ -9,11 +9,17 @@
 
 namespace moedmft {
 
-// The rank count the launcher announced in the environment (OpenMPI, PMI, PMIx), 1 if none.
+// The rank count and this rank as the launcher announced them in the environment (OpenMPI, PMI,
+// PMIx): 1 and 0 if none.
 inline int launched_ranks() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
     if (const char* v = std::getenv(name)) return std::max(1, std::atoi(v));
   return 1;
+}
+inline int launched_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"})
+    if (const char* v = std::getenv(name)) return std::max(0, std::atoi(v));
+  return 0;
 }
 
 // Initialises MPI (only when started by an MPI launcher: a plain run, a test or a Slurm sweep
@@ -34,7 +40,7 @@ class MpiSession {
 };
 
 #ifndef MOEDMFT_HAVE_MPI
-inline MpiSession::MpiSession(int&, char**&) : ranks_(launched_ranks()) {}
+inline MpiSession::MpiSession(int&, char**&) : rank_(launched_rank()), ranks_(launched_ranks()) {}
 inline MpiSession::~MpiSession() {}
 inline bool MpiSession::built_with_mpi() const { return false; }
 #endif
