@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "data/h5/h5.hpp"
+#include "experiments/file_guard.hpp"
 #include "models/checkpoint.hpp"
 #include "moedmft_version.hpp"
 
@@ -57,7 +58,7 @@ void write_run_file(const std::string& path, const RunRecord& rec, const MoeNetw
   namespace fs = std::filesystem;
   const fs::path target(path);
   if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const std::string partial = path + ".partial";
+  const std::string partial = process_partial(path);
   {
     h5::File f(partial, h5::Mode::truncate);
     const RunConfig& cfg = *rec.config;
@@ -68,6 +69,7 @@ void write_run_file(const std::string& path, const RunRecord& rec, const MoeNetw
     h5::write_attr(f, "/", "precision", std::string(to_string(cfg.precision)));
     h5::write_attr(f, "/", "config_toml", cfg.resolved_toml);
     h5::write_attr(f, "/", "command_line", rec.command_line);
+    if (!rec.input_digests.empty()) h5::write_attr(f, "/", "input_digests", rec.input_digests);
     h5::write_attr(f, "/", "data_description", rec.data_description);
     h5::write_attr(f, "/", "loss_convention",
                    std::string(cfg.model.loss == LossKind::mse ? "mse: mean over batch and outputs of (f - y)^2"

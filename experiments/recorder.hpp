@@ -16,10 +16,11 @@ struct RunRecord {
   const RunOutcome* outcome;
   std::string data_description;
   std::string command_line;
+  std::string input_digests;  // sweep points: digests of the files read (input_digests in sweep.hpp)
 };
 
-// Written to "<path>.partial" then renamed, so a killed run never leaves a truncated file
-// under the final name.
+// Written to a per-process "<path>.partial.<host>.<pid>" then renamed, so a killed run never
+// leaves a truncated file under the final name and two writers never share a temporary.
 template <class T>
 void write_run_file(const std::string& path, const RunRecord& record, const MoeNetwork<T>& initial,
                     const MoeNetwork<T>& final_net);

@@ -16,196 +16,16 @@
 #include <sstream>
 
 #include "data/h5/h5.hpp"
+#include "experiments/file_guard.hpp"
 #include "experiments/recorder.hpp"
-#include "experiments/toml_section.hpp"
+#include "experiments/sweep_internal.hpp"
 #include "experiments/trainer.hpp"
 #include "models/diagnostics.hpp"
 #include "models/multirun.hpp"
 
 namespace moedmft {
 namespace fs = std::filesystem;
-
-namespace {
-
-// Shortest text that reads back to the same double, kept a TOML float ("0.1", not
-// "0.10000000000000001"; "2.0", not the integer "2").
-std::string float_text(double v) {
-  char buf[40];
-  for (int precision = 1; precision <= 17; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  std::string text = buf;
-  if (text.find_first_of(".eEni") == std::string::npos) text += ".0";
-  return text;
-}
-
-std::string node_text(const toml::node& node) {
-  if (auto v = node.value_exact<double>()) return float_text(*v);
-  std::ostringstream s;
-  node.visit([&s](const auto& concrete) { s << concrete; });
-  return s.str();
-}
-
-std::vector<std::string> value_texts(const toml::array& values, const std::string& field) {
-  std::vector<std::string> out;
-  for (const auto& v : values) {
-    if (!(v.is_number() || v.is_string() || v.is_boolean()))
-      throw ConfigError(field + ": values must be numbers, strings or booleans");
-    out.push_back(node_text(v));
-  }
-  return out;
-}
-
-// Merges `overlay` into `base` (tables recursively, everything else replaced).
-void merge_into(toml::table& base, const toml::table& overlay) {
-  for (const auto& [key, value] : overlay) {
-    toml::node* existing = base.get(key);
-    if (existing && existing->is_table() && value.is_table())
-      merge_into(*existing->as_table(), *value.as_table());
-    else
-      base.insert_or_assign(key, value);
-  }
-}
-
-SweepAxis parse_axis(const toml::table& t, int position) {
-  const std::string field = "axis[" + std::to_string(position) + "]";
-  SweepAxis axis;
-  for (const auto& [k, v] : t) {
-    const std::string key(k.str());
-    if (key != "name" && key != "key" && key != "keys" && key != "values" && key != "set")
-      throw ConfigError(field + "." + key + ": unknown key (allowed: name, key, keys, values, set)");
-  }
-  axis.name = t["name"].value_or(std::string());
-  if (axis.name.empty()) throw ConfigError(field + ".name: required (the dimension name in the output)");
-  const toml::array* values = t["values"].as_array();
-  if (!values || values->empty()) throw ConfigError(field + ".values: required, a non-empty array");
-  const std::vector<std::string> texts = value_texts(*values, field + ".values");
-  axis.numeric = true;
-  for (const auto& v : *values) {
-    axis.numeric = axis.numeric && v.is_number();
-    axis.labels.push_back(v.is_string() ? *v.value<std::string>() : node_text(v));
-  }
-  std::vector<std::string> keys;
-  if (auto key = t["key"].value<std::string>()) keys.push_back(*key);
-  if (const toml::array* many = t["keys"].as_array())
-    for (const auto& k : *many) keys.push_back(k.value_or(std::string()));
-  for (const auto& k : keys) axis.sets.push_back({k, texts});
-  if (const toml::table* set = t["set"].as_table())
-    for (const auto& [k, v] : *set) {
-      const std::string key(k.str());
-      const toml::array* list = v.as_array();
-      if (!list || list->size() != values->size())
-        throw ConfigError(field + ".set." + key + ": needs one value per coordinate (" +
-                          std::to_string(values->size()) + ")");
-      axis.sets.push_back({key, value_texts(*list, field + ".set." + key)});
-    }
-  if (axis.sets.empty()) throw ConfigError(field + ": give `key`, `keys` or `set` (what the axis changes)");
-  return axis;
-}
-
-}  // namespace
-
-SweepSpec parse_sweep_spec(const std::string& toml_text, const std::vector<std::string>& base_sets,
-                           const std::string& origin) {
-  toml::table root = parse_toml(toml_text, origin);
-  SweepSpec spec;
-  spec.spec_toml = toml_text;
-  spec.base_sets = base_sets;
-  for (const auto& [k, v] : root) {
-    const std::string key(k.str());
-    if (key != "output" && key != "parallel" && key != "batch_runs" && key != "base_config" && key != "base" &&
-        key != "axis")
-      throw ConfigError(key + ": unknown key (allowed: output, parallel, batch_runs, base_config, base, axis)");
-  }
-  spec.output = root["output"].value_or(std::string("results/sweep.h5"));
-  const int64_t parallel = root["parallel"].value_or(int64_t(0));
-  if (parallel < 0 || parallel > 1024) throw ConfigError("parallel: out of range (allowed: 0 .. 1024, 0 = all cores)");
-  spec.parallel = int(parallel);
-  if (const toml::node* batch = root.get("batch_runs")) {
-    if (!batch->is_boolean()) throw ConfigError("batch_runs: must be true or false (got " + node_text(*batch) + ")");
-    spec.batch_runs = *batch->value<bool>();
-  }
-
-  toml::table base;
-  if (auto path = root["base_config"].value<std::string>()) {
-    base = parse_toml(read_config_text(*path, "base_config"), *path);
-  }
-  if (const toml::table* inline_base = root["base"].as_table()) merge_into(base, *inline_base);
-  // Every point writes its own file; the base's output key is not used.
-  base.erase("output");
-  spec.base_toml = node_text(base);
-
-  const toml::array* axes = root["axis"].as_array();
-  if (!axes || axes->empty()) throw ConfigError("axis: at least one [[axis]] is required");
-  int position = 0;
-  const std::vector<std::string> reserved = {"step", "diag_step", "metric", "point", "train_loss", "val_loss",
-                                             "diagnostics", "diverged", "diverged_at", "wall_seconds", "config_toml"};
-  for (const auto& a : *axes) {
-    if (!a.is_table()) throw ConfigError("axis: every entry must be a table ([[axis]])");
-    SweepAxis axis = parse_axis(*a.as_table(), position);
-    const std::string field = "axis[" + std::to_string(position++) + "].name";
-    bool identifier = !axis.name.empty() && !std::isdigit(static_cast<unsigned char>(axis.name[0]));
-    for (char ch : axis.name) identifier = identifier && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_');
-    if (!identifier) throw ConfigError(field + ": '" + axis.name + "' must be letters, digits and '_'");
-    if (std::find(reserved.begin(), reserved.end(), axis.name) != reserved.end())
-      throw ConfigError(field + ": '" + axis.name + "' is reserved for the output layout");
-    for (const auto& other : spec.axes)
-      if (other.name == axis.name) throw ConfigError(field + ": '" + axis.name + "' is used by two axes");
-    spec.axes.push_back(std::move(axis));
-  }
-  return spec;
-}
-
-SweepSpec load_sweep_spec(const std::string& path, const std::vector<std::string>& base_sets) {
-  return parse_sweep_spec(read_config_text(path, "--config"), base_sets, path);
-}
-
-std::vector<SweepPoint> expand_grid(const SweepSpec& spec) {
-  long total = 1;
-  for (const auto& a : spec.axes) total *= long(a.labels.size());
-  std::vector<SweepPoint> points(total);
-  for (long i = 0; i < total; ++i) {
-    SweepPoint& p = points[i];
-    p.index = i;
-    p.coords.assign(spec.axes.size(), 0);
-    long rest = i;
-    for (int a = int(spec.axes.size()) - 1; a >= 0; --a) {
-      const long n = long(spec.axes[a].labels.size());
-      p.coords[a] = int(rest % n);
-      rest /= n;
-    }
-    p.sets = spec.base_sets;
-    for (size_t a = 0; a < spec.axes.size(); ++a)
-      for (const auto& [key, values] : spec.axes[a].sets) p.sets.push_back(key + "=" + values[p.coords[a]]);
-  }
-  return points;
-}
-
-std::vector<RunConfig> resolve_points(const SweepSpec& spec, const std::vector<SweepPoint>& points) {
-  std::vector<RunConfig> configs;
-  configs.reserve(points.size());
-  for (const auto& p : points) {
-    try {
-      configs.push_back(parse_run_config(spec.base_toml, p.sets, "sweep base"));
-    } catch (const ConfigError& e) {
-      std::string where;
-      for (size_t a = 0; a < spec.axes.size(); ++a)
-        where += (a ? ", " : "") + spec.axes[a].name + "=" + spec.axes[a].labels[p.coords[a]];
-      throw ConfigError("sweep point " + std::to_string(p.index) + " (" + where + "): " + e.what());
-    }
-    const RunConfig& first = configs.front();
-    const RunConfig& c = configs.back();
-    if (c.train.steps != first.train.steps || c.train.diag_every != first.train.diag_every)
-      throw ConfigError("sweep: train.steps and train.diag_every must be the same at every point (they define the "
-                        "step and diag_step axes)");
-  }
-  return configs;
-}
-
-std::string point_file(const SweepSpec& spec, long index) {
-  return spec.output + ".points/p" + std::to_string(index) + ".h5";
-}
+using detail::node_text;
 
 namespace {
 
@@ -218,19 +38,27 @@ std::string batch_group_key(const RunConfig& cfg) {
   return node_text(t);
 }
 
-// prepare_data under the process-wide HDF5 lock when it reads a file; the teacher source is
-// generated without HDF5 (and is thread-safe), so points prepare it concurrently.
-RunData prepare_point_data(RunConfig& cfg, const std::vector<std::string>& sets) {
-  if (cfg.data.source == "teacher") return prepare_data(cfg, sets);
-  RunData data;
+// Runs fn under the process-wide HDF5 lock (the library is not thread-safe). An exception thrown
+// by fn is carried out of the critical region and rethrown after it: none may leave an OpenMP
+// structured block (GCC terminates the process).
+template <class Fn>
+void serialized_hdf5(Fn fn) {
   std::exception_ptr failure;
 #pragma omp critical(moedmft_hdf5)
   try {
-    data = prepare_data(cfg, sets);
+    fn();
   } catch (...) {
     failure = std::current_exception();
   }
   if (failure) std::rethrow_exception(failure);
+}
+
+// prepare_data under the HDF5 lock when it reads a file; the teacher source is generated without
+// HDF5 (and is thread-safe), so points prepare it concurrently.
+RunData prepare_point_data(RunConfig& cfg, const std::vector<std::string>& sets) {
+  if (cfg.data.source == "teacher") return prepare_data(cfg, sets);
+  RunData data;
+  serialized_hdf5([&] { data = prepare_data(cfg, sets); });
   return data;
 }
 
@@ -335,26 +163,52 @@ void train_batched_group(const std::vector<RunConfig>& cfgs, const std::vector<R
 SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
   const std::vector<SweepPoint> points = expand_grid(spec);
   const std::vector<RunConfig> configs = resolve_points(spec, points);
+  const std::vector<std::string> inputs = input_digests(configs);
+  const SweepShard& shard = options.shard;
+  const bool sharded = shard.count > 1;
+  const std::string who = sharded ? "sweep --shard " + shard.text() : "sweep";
+  const std::string command = "moedmft " + who;  // each point file records the shard that ran it
   const fs::path dir(spec.output + ".points");
-  if (fs::exists(dir) && !options.resume && !fs::is_empty(dir))
-    throw ConfigError("sweep: '" + dir.string() + "' holds points of an earlier run; pass --resume to keep them, or "
-                      "delete it to start over");
   fs::create_directories(dir);
+  // The whole grid locks the output; shards share that lock and each locks its own points.
+  const FileLock output_lock(spec.output + ".lock", sharded ? FileLock::Kind::shared : FileLock::Kind::exclusive, who);
+  std::unique_ptr<FileLock> shard_lock;
+  if (sharded)
+    shard_lock = std::make_unique<FileLock>(
+        spec.output + ".shard-" + std::to_string(shard.index) + "-of-" + std::to_string(shard.count) + ".lock",
+        FileLock::Kind::exclusive, who);
 
-  // Finished points are kept only if they were run with this very configuration.
+  std::vector<long> mine;
+  for (const auto& p : points)
+    if (shard.contains(p.index)) mine.push_back(p.index);
+  if (!options.resume)
+    for (long index : mine)
+      if (fs::exists(point_file(spec, index)))
+        throw ConfigError(who + ": '" + dir.string() + "' holds points of an earlier run; pass --resume to keep " +
+                          "them, or delete it to start over");
+  // Temporaries of this shard's points whose writer (on this host) is gone; in-flight ones stay.
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    const size_t dot = name.find(".h5.partial.");
+    if (name.size() < 2 || name[0] != 'p' || dot == std::string::npos || !stale_partial(name)) continue;
+    const std::string index = name.substr(1, dot - 1);
+    if (!index.empty() && index.find_first_not_of("0123456789") == std::string::npos &&
+        shard.contains(std::stol(index))) {
+      std::error_code ec;
+      fs::remove(entry.path(), ec);
+    }
+  }
+
+  // Finished points are kept only if they were run with this very configuration and inputs.
   std::vector<long> pending;
   SweepSummary summary;
-  for (const auto& p : points) {
-    const std::string file = point_file(spec, p.index);
-    fs::remove(file + ".partial");
+  for (long index : mine) {
+    const std::string file = point_file(spec, index);
     if (!fs::exists(file)) {
-      pending.push_back(p.index);
+      pending.push_back(index);
       continue;
     }
-    h5::File f(file, h5::Mode::read);
-    if (h5::read_attr_string(f, "/", "config_toml") != configs[p.index].resolved_toml)
-      throw ConfigError("sweep --resume: point " + std::to_string(p.index) + " in '" + file +
-                        "' was run with a different configuration; delete it (or the whole directory) to rerun");
+    check_point_file(file, index, configs[index], inputs[index], who + " --resume");
     ++summary.skipped;
   }
 
@@ -410,12 +264,14 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
   };
   std::vector<GroupData> group_data(units.empty() ? 0 : size_t(*std::max_element(unit_group.begin(), unit_group.end()) + 1));
 
+  std::mutex progress_mutex;  // a lock guard, unlike an omp critical, lets an exception pass
   auto report = [&]() {
     if (!options.progress) return;
+    std::lock_guard<std::mutex> lock(progress_mutex);
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const long d = done.load();
     const double eta = d > 0 ? elapsed / d * double(long(pending.size()) - d) : -1.0;
-    options.progress({d + summary.skipped, long(points.size()), summary.skipped, elapsed, eta});
+    options.progress({d + summary.skipped, long(mine.size()), summary.skipped, elapsed, eta});
   };
   report();
   std::exception_ptr failure;
@@ -438,16 +294,14 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
           const MoeNetwork<T> initial = net;
           const RunOutcome outcome = train_run(cfg, data, net);
           if (outcome.diverged) ++diverged;
-          RunRecord record{&cfg, &table, &resolved, &outcome, data.train.description, "moedmft sweep"};
-#pragma omp critical(moedmft_hdf5)
-          write_run_file(point_file(spec, index), record, initial, net);
+          RunRecord record{&cfg, &table, &resolved, &outcome, data.train.description, command, inputs[index]};
+          serialized_hdf5([&] { write_run_file(point_file(spec, index), record, initial, net); });
         };
         if (cfg.precision == Precision::float32)
           run(float{});
         else
           run(double{});
         ++done;
-#pragma omp critical(moedmft_progress)
         report();
         continue;
       }
@@ -479,11 +333,10 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
         train_batched_group<T>(cfgs, resolved, data, initial, final_nets, outcomes);
         for (size_t i = 0; i < unit.size(); ++i) {
           if (outcomes[i].diverged) ++diverged;
-          RunRecord record{&cfgs[i], &tables[i], &resolved[i], &outcomes[i], data.train.description, "moedmft sweep"};
-#pragma omp critical(moedmft_hdf5)
-          write_run_file(point_file(spec, unit[i]), record, initial[i], final_nets[i]);
+          RunRecord record{&cfgs[i], &tables[i], &resolved[i], &outcomes[i],
+                           data.train.description, command, inputs[unit[i]]};
+          serialized_hdf5([&] { write_run_file(point_file(spec, unit[i]), record, initial[i], final_nets[i]); });
           ++done;
-#pragma omp critical(moedmft_progress)
           report();
         }
       };
@@ -499,7 +352,7 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
   if (failure) std::rethrow_exception(failure);
   summary.trained = done.load();
   summary.diverged = diverged.load();
-  gather_sweep(spec);
+  if (!sharded) detail::gather_unlocked(spec);
   return summary;
 }
 

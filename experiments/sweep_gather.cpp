@@ -2,9 +2,13 @@
 // (HDF5 dimension scales, readable by xarray through h5netcdf). Layout: docs/sweep_format.md.
 #include <filesystem>
 #include <limits>
+#include <set>
+#include <sstream>
 
 #include "data/h5/h5.hpp"
+#include "experiments/file_guard.hpp"
 #include "experiments/sweep.hpp"
+#include "experiments/sweep_internal.hpp"
 #include "moedmft_version.hpp"
 
 namespace moedmft {
@@ -17,7 +21,7 @@ struct PointData {
   std::vector<std::string> metrics;
   int64_t diverged = 0, diverged_at = -1;
   double wall_seconds = 0;
-  std::string config_toml;
+  std::string config_toml, input_digests;
 };
 
 PointData read_point(const std::string& path) {
@@ -28,6 +32,7 @@ PointData read_point(const std::string& path) {
   p.diverged_at = h5::read_attr_int64(f, "/", "diverged_at");
   p.wall_seconds = h5::read_attr_double(f, "/", "wall_seconds");
   p.config_toml = h5::read_attr_string(f, "/", "config_toml");
+  if (h5::has_attr(f, "/", "input_digests")) p.input_digests = h5::read_attr_string(f, "/", "input_digests");
   if (h5::exists(f, "diagnostics/values")) {
     p.metrics = h5::read_strings(f, "diagnostics/metric");
     p.diag = h5::read_double(f, "diagnostics/values");
@@ -43,15 +48,80 @@ void write_variable(hid_t f, const std::string& name, const std::vector<double>&
   for (size_t d = 0; d < scales.size(); ++d) h5::attach_scale(f, name, "/" + scales[d], unsigned(d));
 }
 
+// The first differing line of two digest lists ("key path digest" lines), for the message.
+std::string first_difference(const std::string& a, const std::string& b) {
+  std::istringstream sa(a), sb(b);
+  std::string la, lb;
+  while (true) {
+    const bool more_a = bool(std::getline(sa, la)), more_b = bool(std::getline(sb, lb));
+    if (!more_a && !more_b) return "";
+    if (!more_a) la = "(nothing)";
+    if (!more_b) lb = "(nothing)";
+    if (la != lb) return "now '" + la + "', the point has '" + lb + "'";
+  }
+}
+
+// Checks that the points directory holds exactly the grid's points: none missing, none from a
+// larger grid. Point files are named by index, so none can be there twice.
+void check_coverage(const SweepSpec& spec, long total) {
+  const fs::path dir(spec.output + ".points");
+  if (!fs::is_directory(dir))
+    throw ConfigError("sweep --gather: no points directory '" + dir.string() + "'; run the sweep (or its shards) first");
+  std::set<long> found;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() < 5 || name[0] != 'p' || name.substr(name.size() - 3) != ".h5") continue;
+    const std::string digits = name.substr(1, name.size() - 4);
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const long index = std::stol(digits);
+    if (index >= total)
+      throw ConfigError("sweep --gather: '" + entry.path().string() + "' is not a point of this grid (" +
+                        std::to_string(total) + " points); it belongs to another sweep");
+    found.insert(index);
+  }
+  if (long(found.size()) == total) return;
+  std::string missing;
+  long count = 0;
+  for (long i = 0; i < total; ++i)
+    if (!found.count(i) && ++count <= 8) missing += (missing.empty() ? "" : ", ") + std::to_string(i);
+  throw ConfigError("sweep --gather: " + std::to_string(count) + " of " + std::to_string(total) +
+                    " points are missing in '" + dir.string() + "' (" + missing + (count > 8 ? ", ..." : "") +
+                    "); run the shards that own them (with --resume)");
+}
+
 }  // namespace
 
+void check_point_file(const std::string& file, long index, const RunConfig& config, const std::string& inputs,
+                      const std::string& who) {
+  h5::File f(file, h5::Mode::read);
+  const std::string where = who + ": point " + std::to_string(index) + " in '" + file + "' ";
+  if (h5::read_attr_string(f, "/", "config_toml") != config.resolved_toml)
+    throw ConfigError(where + "was run with a different configuration; delete it (or the whole directory) to rerun");
+  // Points written before the digests were recorded (older moedmft) count as different inputs.
+  const std::string recorded =
+      h5::has_attr(f, "/", "input_digests") ? h5::read_attr_string(f, "/", "input_digests") : "";
+  if (recorded != inputs)
+    throw ConfigError(where + "was run on different input files (" + first_difference(inputs, recorded) +
+                      "); delete it (or the whole directory) to rerun");
+}
+
 void gather_sweep(const SweepSpec& spec) {
+  const fs::path parent = fs::path(spec.output).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);  // where the lock file goes
+  const FileLock lock(spec.output + ".lock", FileLock::Kind::exclusive, "sweep --gather");
+  detail::gather_unlocked(spec);
+}
+
+void detail::gather_unlocked(const SweepSpec& spec) {
   const std::vector<SweepPoint> points = expand_grid(spec);
+  const std::vector<RunConfig> configs = resolve_points(spec, points);
+  const std::vector<std::string> inputs = input_digests(configs);
+  check_coverage(spec, long(points.size()));
   std::vector<PointData> data;
   data.reserve(points.size());
   for (const auto& p : points) {
     const std::string file = point_file(spec, p.index);
-    if (!fs::exists(file)) throw ConfigError("sweep: point file '" + file + "' is missing; run with --resume");
+    check_point_file(file, p.index, configs[p.index], inputs[p.index], "sweep --gather");
     data.push_back(read_point(file));
   }
   const size_t T = data.front().train_loss.size();
@@ -71,7 +141,7 @@ void gather_sweep(const SweepSpec& spec) {
     grid.push_back(a.labels.size());
     axis_names.push_back(a.name);
   }
-  const std::string partial = spec.output + ".partial";
+  const std::string partial = process_partial(spec.output);
   {
     h5::File f(partial, h5::Mode::truncate);
     h5::write_attr(f, "/", "moedmft_version", std::string(MOEDMFT_VERSION));
@@ -112,21 +182,24 @@ void gather_sweep(const SweepSpec& spec) {
       return n;
     };
     std::vector<double> loss(P * T), diverged(P), diverged_at(P), wall(P);
-    std::vector<std::string> configs(P);
+    std::vector<std::string> point_configs(P), point_inputs(P);
     for (size_t i = 0; i < P; ++i) {
       if (data[i].train_loss.size() != T) throw ConfigError("sweep: points disagree on the number of steps");
       std::copy(data[i].train_loss.begin(), data[i].train_loss.end(), loss.begin() + i * T);
       diverged[i] = double(data[i].diverged);
       diverged_at[i] = double(data[i].diverged_at);
       wall[i] = data[i].wall_seconds;
-      configs[i] = data[i].config_toml;
+      point_configs[i] = data[i].config_toml;
+      point_inputs[i] = data[i].input_digests;
     }
     write_variable(f, "/train_loss", loss, with({T}), names_with({"step"}));
     write_variable(f, "/diverged", diverged, grid, axis_names);
     write_variable(f, "/diverged_at", diverged_at, grid, axis_names);
     write_variable(f, "/wall_seconds", wall, grid, axis_names);
-    h5::write_strings(f, "/config_toml", configs);
+    h5::write_strings(f, "/config_toml", point_configs);
     h5::attach_scale(f, "/config_toml", "/point", 0);
+    h5::write_strings(f, "/input_digests", point_inputs);
+    h5::attach_scale(f, "/input_digests", "/point", 0);
 
     if (R > 0) {
       h5::File first(point_file(spec, 0), h5::Mode::read);

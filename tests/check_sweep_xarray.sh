@@ -6,25 +6,7 @@ moedmft=$1
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat > "$work/sweep.toml" <<TOML
-output = "$work/sweep.h5"
-[base.model]
-N = 8
-Ne = 8
-M = 4
-[base.train]
-steps = 20
-diag_every = 10
-[[axis]]
-name = "parameterization"
-key = "param.table"
-values = ["sp", "mup-I-sgd"]
-[[axis]]
-name = "lr"
-key = "optim.lr"
-values = [0.01, 0.1, 1.0]
-TOML
-"$moedmft" sweep -q -c "$work/sweep.toml" >/dev/null
+"$moedmft" sweep -q -c "$source_dir/tests/tiny_sweep.toml" -o "$work/sweep.h5" >/dev/null
 python=/usr/bin/python3; [[ -x $python ]] || python=python3
 "$python" - "$work/sweep.h5" <<'PY'
 import sys

@@ -13,6 +13,9 @@ struct Command {
   std::function<int()> run;
 };
 
+// experiments/sweep: `sweep` (grids, shards, gather, Slurm scripts).
+std::vector<Command> add_sweep_commands(CLI::App& app);
+
 // solver/scaling: `exponents` and `diagnose`.
 std::vector<Command> add_scaling_commands(CLI::App& app);
 // solver/dmft: `dmft`.

@@ -10,6 +10,7 @@
 #include "experiments/toml_section.hpp"
 #include "moedmft_version.hpp"
 #include "solver/dmft/dmft.hpp"
+#include "solver/dmft/replicates.hpp"
 
 namespace moedmft::cli {
 namespace {
@@ -167,6 +168,7 @@ std::vector<Command> add_dmft_commands(CLI::App& app) {
              if (!a->output.empty()) sets.push_back("output=\"" + a->output + "\"");
              const DmftRun run = read_dmft_config(a->config, sets);
              const dmft::DmftResult r = dmft::solve_dmft(run.cfg, run.data.x, run.data.y);
+             if (!dmft::is_output_rank()) return 0;  // MPI: rank 0 writes
              write_dmft_file(run, r);
              if (!a->quiet)
                std::cerr << "moedmft dmft: P=" << run.cfg.P << " T=" << run.cfg.T << " L=" << run.cfg.L

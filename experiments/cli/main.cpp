@@ -9,9 +9,9 @@
 #include "data/dataset.hpp"
 #include "experiments/analyze.hpp"
 #include "experiments/cli/commands.hpp"
+#include "experiments/mpi_replicates.hpp"
 #include "experiments/recorder.hpp"
 #include "experiments/run_config.hpp"
-#include "experiments/sweep.hpp"
 #include "experiments/trainer.hpp"
 #include "moedmft_version.hpp"
 
@@ -25,55 +25,6 @@ struct TrainArgs {
   std::string output, init_from, init_group, data, save_data;
   bool quiet = false;
 };
-
-std::string clock_text(double seconds) {
-  if (seconds < 0) return "--:--";
-  const long s = long(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%02ld:%02ld", s / 60, s % 60);
-  return buf;
-}
-
-int run_sweep_command(const std::string& path, const std::vector<std::string>& sets, const std::string& output,
-                      bool dry_run, bool resume, bool quiet) {
-  SweepSpec spec = load_sweep_spec(path, sets);
-  if (!output.empty()) spec.output = output;
-  const std::vector<SweepPoint> points = expand_grid(spec);
-  resolve_points(spec, points);  // every point's configuration is checked before anything runs
-  if (dry_run) {
-    std::cout << points.size() << " points, axes:";
-    for (const auto& a : spec.axes) std::cout << " " << a.name << "[" << a.labels.size() << "]";
-    std::cout << "\noutput: " << spec.output << " (points in " << spec.output << ".points/)\n";
-    for (const auto& p : points) {
-      std::cout << "  point " << p.index << ":";
-      for (size_t a = 0; a < spec.axes.size(); ++a) std::cout << " " << spec.axes[a].name << "=" << spec.axes[a].labels[p.coords[a]];
-      std::cout << "\n";
-    }
-    return 0;
-  }
-  const bool tty = isatty(fileno(stderr));
-  SweepOptions options;
-  options.resume = resume;
-  if (!quiet)
-    options.progress = [tty](const SweepProgress& p) {
-      constexpr int width = 30;
-      const int filled = p.total ? int(width * p.done / p.total) : width;
-      std::fprintf(stderr, "%s[%s%s] %ld/%ld points (%ld resumed)  elapsed %s  eta %s%s", tty ? "\r" : "",
-                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), p.done, p.total,
-                   p.skipped, clock_text(p.elapsed_seconds).c_str(), clock_text(p.eta_seconds).c_str(),
-                   tty ? "  " : "\n");
-      if (tty && p.done == p.total) std::fputc('\n', stderr);
-    };
-  const SweepSummary summary = run_sweep(spec, options);
-  if (!quiet)
-    std::cerr << "moedmft sweep: trained " << summary.trained << ", resumed " << summary.skipped << ", diverged "
-              << summary.diverged << "\n";
-  std::cout << spec.output << "\n";
-  return 0;
-}
 
 std::string command_line(int argc, char** argv) {
   std::ostringstream s;
@@ -106,7 +57,7 @@ int run_training(RunConfig& cfg, const TrainArgs& args, const std::string& cmdli
       if (tty && p.step == p.total) std::fputc('\n', stderr);
     };
   const RunOutcome outcome = train_run(cfg, data, net, progress);
-  RunRecord record{&cfg, &table, &resolved, &outcome, data.train.description, cmdline};
+  RunRecord record{&cfg, &table, &resolved, &outcome, data.train.description, cmdline, ""};
   write_run_file(cfg.output, record, initial, net);
   if (outcome.diverged)
     std::cerr << "moedmft train: loss became non-finite at step " << outcome.diverged_at
@@ -118,6 +69,7 @@ int run_training(RunConfig& cfg, const TrainArgs& args, const std::string& cmdli
 }  // namespace
 
 int main(int argc, char** argv) {
+  const MpiSession mpi(argc, argv);
   CLI::App app{"moedmft: hyperparameter scaling of Mixture-of-Experts networks (simulator, DMFT, scaling calculus)"};
   app.set_version_flag("--version", std::string(MOEDMFT_VERSION));
   app.require_subcommand(1);
@@ -139,17 +91,6 @@ int main(int argc, char** argv) {
   config->add_option("--config,-c", config_path, "TOML run configuration");
   config->add_option("--set,-s", config_sets, "override a config key (repeatable)");
 
-  std::string sweep_path, sweep_output;
-  std::vector<std::string> sweep_sets;
-  bool sweep_dry = false, sweep_resume = false, sweep_quiet = false;
-  CLI::App* sweep = app.add_subcommand("sweep", "run a grid of training runs into one HDF5 file (resumable)");
-  sweep->add_option("--config,-c", sweep_path, "sweep TOML (base run config + [[axis]] entries)")->required();
-  sweep->add_option("--set,-s", sweep_sets, "override a key of the base run config (repeatable)");
-  sweep->add_option("--output,-o", sweep_output, "gathered HDF5 file (overrides the sweep's output)");
-  sweep->add_flag("--dry-run", sweep_dry, "print the expanded grid and check every point, run nothing");
-  sweep->add_flag("--resume", sweep_resume, "keep the finished points of an interrupted sweep");
-  sweep->add_flag("--quiet,-q", sweep_quiet, "no progress output");
-
   std::string analyze_path;
   AnalyzeOptions analyze_options;
   CLI::App* analyze = app.add_subcommand("analyze", "optimal LR per size, transfer and monotonic-improvement verdicts of a sweep");
@@ -164,7 +105,8 @@ int main(int argc, char** argv) {
   analyze->add_option("--tolerance", analyze_options.transfer_tolerance, "allowed drift of the optimum, in LR grid steps")
       ->capture_default_str();
 
-  std::vector<cli::Command> modules = cli::add_scaling_commands(app);
+  std::vector<cli::Command> modules = cli::add_sweep_commands(app);
+  for (auto& command : cli::add_scaling_commands(app)) modules.push_back(std::move(command));
   for (auto& command : cli::add_coord_check_commands(app)) modules.push_back(std::move(command));
   for (auto& command : cli::add_dmft_commands(app)) modules.push_back(std::move(command));
   for (auto& command : cli::add_moe_limit_commands(app)) modules.push_back(std::move(command));
@@ -178,6 +120,22 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (mpi.ranks() > 1) {
+    // Only the DMFT solves know how to share work; anything else would run once per rank and
+    // every copy would write the same file.
+    const std::string name = app.get_subcommands().front()->get_name();
+    std::string refusal;
+    if (!mpi.built_with_mpi())
+      refusal = "started on " + std::to_string(mpi.ranks()) +
+                " MPI ranks, but this build has no MPI (install libopenmpi-dev and rebuild), or run without mpirun";
+    else if (name != "dmft" && name != "dmft-moe")
+      refusal = name + ": runs in one process; only dmft and dmft-moe spread over MPI ranks (started on " +
+                std::to_string(mpi.ranks()) + ")";
+    if (!refusal.empty()) {
+      if (mpi.rank() == 0) std::cerr << "moedmft: " << refusal << "\n";
+      return 2;
+    }
+  }
 
   try {
     for (const auto& command : modules)
@@ -188,7 +146,6 @@ int main(int argc, char** argv) {
       store_analysis(analyze_path, groups, analyze_options);
       return 0;
     }
-    if (*sweep) return run_sweep_command(sweep_path, sweep_sets, sweep_output, sweep_dry, sweep_resume, sweep_quiet);
     if (*config) {
       std::cout << load_run_config(config_path, config_sets).resolved_toml << "\n";
       return 0;

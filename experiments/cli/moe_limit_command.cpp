@@ -9,6 +9,7 @@
 #include "experiments/moe_convergence.hpp"
 #include "experiments/toml_section.hpp"
 #include "experiments/trainer.hpp"
+#include "solver/dmft/replicates.hpp"
 
 namespace moedmft::cli {
 namespace {
@@ -85,6 +86,7 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
              const Vec<double> y = data.train.y.col(0);
              const std::string path = out_name(*a, s, "_limit");
              const MoeLimitSolution lim = solve_moe_limit(s, data.train.x, y);
+             if (!dmft::is_output_rank()) return 0;  // MPI: rank 0 writes
              write_moe_limit(path, s, data.train.x, y, lim);
              if (!a->quiet)
                std::cerr << "moedmft dmft-moe: regime " << regime_name(s.regime) << ", " << s.run.param_table

@@ -67,6 +67,11 @@ struct Trace {
   Mat<double> ntk0;
   std::vector<double> history;
   int iterations = 0;
+  // Every member, in order, for packing (solver/dmft/replicates.hpp); keep in step with the struct.
+  template <class V>
+  void fields(V&& v) {
+    v(f, loss, Phi, G, Phi_two, G_two, ntk0, history, iterations);
+  }
 };
 Trace march_two_layer(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y,
                       Mat<double> H, Vec<double> z);

@@ -16,6 +16,11 @@ struct Moe2Trace {
   Mat<double> rms;           // [T+1, 4]
   std::vector<Mat<double>> phi1, phi2, gated, g2;  // [T+1] x [P, P]
   Mat<double> cz;            // [T+1, T+1]
+  // Every member, in order, for packing (solver/dmft/replicates.hpp); keep in step with the struct.
+  template <class V>
+  void fields(V&& v) {
+    v(f, loss, logit_mean, logit_std, logit_quantile, load, agg, rms, phi1, phi2, gated, g2, cz);
+  }
 };
 
 Moe2Trace march_moe2_once(const Moe2DmftConfig& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed);

@@ -10,6 +10,7 @@
 #include "solver/dmft/moe.hpp"
 #include "solver/dmft/particle_march.hpp"
 #include "solver/dmft/noise.hpp"
+#include "solver/dmft/replicates.hpp"
 
 namespace moedmft::dmft {
 
@@ -142,8 +143,8 @@ Moe2DmftResult solve_moe2_dmft(const Moe2DmftConfig& cfg, const Mat<double>& x, 
                      std::to_string(cfg.expert_samples) + ", Ne = " + std::to_string(cfg.k.Ne) +
                      ", n = (T+1) P = " + std::to_string((T + 1) * P));
   const Mat<double> XXt = x * x.transpose();
-  std::vector<Moe2Trace> runs(R);
-  parallel_replicates(R, outer, [&](int r) { runs[r] = march_moe2_once(cfg, XXt, y, mix_seed(cfg.seed, 2000 + r)); });
+  const std::vector<Moe2Trace> runs = solve_replicates<Moe2Trace>(
+      R, outer, [&](int r) { return march_moe2_once(cfg, XXt, y, mix_seed(cfg.seed, 2000 + r)); });
 
   return collect_particle_traces(runs, T);
 }

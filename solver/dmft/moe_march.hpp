@@ -16,6 +16,11 @@ struct MoeTrace {
   Mat<double> rms;            // [T+1, 3]
   std::vector<Mat<double>> phi1, phi2, g2;  // [T+1] x [P, P]
   Mat<double> cz;             // [T+1, T+1] <z(t) z(s)>
+  // Every member, in order, for packing (solver/dmft/replicates.hpp); keep in step with the struct.
+  template <class V>
+  void fields(V&& v) {
+    v(f, loss, psi, gates, load, agg, rms, phi1, phi2, g2, cz);
+  }
 };
 
 // XXt = x x^T (raw inner products of the training inputs).

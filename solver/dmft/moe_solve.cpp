@@ -8,6 +8,7 @@
 #include "solver/dmft/memory.hpp"
 #include "solver/dmft/moe_march.hpp"
 #include "solver/dmft/noise.hpp"
+#include "solver/dmft/replicates.hpp"
 
 namespace moedmft::dmft {
 
@@ -77,7 +78,6 @@ MoeDmftResult solve_moe_dmft(const MoeDmftConfig& cfg, const Mat<double>& x, con
     throw ConfigError("dmft: y has " + std::to_string(y.size()) + " rows, x has " + std::to_string(x.rows()));
   const Mat<double> XXt = x * x.transpose();
   const int R = cfg.replicates, T = cfg.T;
-  std::vector<MoeTrace> runs(R);
   // Replicates in parallel; each march runs its GEMMs on one thread.
   const int outer = std::min(R, omp_get_max_threads());
   {
@@ -89,7 +89,8 @@ MoeDmftResult solve_moe_dmft(const MoeDmftConfig& cfg, const Mat<double>& x, con
                        ", M = " + std::to_string(cfg.M) + ", n = (T+1) P = " + std::to_string(int(n)));
   }
   // Replicates in parallel; each march runs its GEMMs on one thread.
-  parallel_replicates(R, outer, [&](int r) { runs[r] = march_moe_once(cfg, XXt, y, mix_seed(cfg.seed, 1000 + r)); });
+  const std::vector<MoeTrace> runs = solve_replicates<MoeTrace>(
+      R, outer, [&](int r) { return march_moe_once(cfg, XXt, y, mix_seed(cfg.seed, 1000 + r)); });
 
   MoeDmftResult out;
   auto stats = [R](auto get, Mat<double>& mean, Mat<double>* err) { replicate_stats(R, get, mean, err); };

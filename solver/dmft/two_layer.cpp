@@ -2,12 +2,14 @@
 // driver and input validation shared with the deep solver.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "models/random.hpp"
 #include "solver/dmft/activation.hpp"
 #include "solver/dmft/dmft.hpp"
+#include "solver/dmft/replicates.hpp"
 
 namespace moedmft::dmft {
 
@@ -144,18 +146,14 @@ DmftResult solve_dmft(const DmftConfig& cfg_in, const Mat<double>& x, const Mat<
   const Vec<double> y = Eigen::Map<const Vec<double>>(y_in.data(), cfg.P);
   const Mat<double> Kx = input_kernel(x);
   const int R = cfg.replicates;
-  std::vector<Trace> traces(R);
-#pragma omp parallel for schedule(dynamic) if (R > 1)
-  for (int r = 0; r < R; ++r) {
+  // Replicates on all threads (each march then runs on one), or spread over MPI ranks.
+  const std::vector<Trace> traces = solve_replicates<Trace>(R, std::min(R, omp_get_max_threads()), [&](int r) {
     const uint64_t seed = mix_seed(cfg.seed, static_cast<uint64_t>(r));
-    if (cfg.L == 1) {
-      Vec<double> z;
-      Mat<double> H = sample_fields(Kx, cfg.samples, seed, cfg.antithetic, &z);
-      traces[r] = march_two_layer(cfg, Kx, y, std::move(H), std::move(z));
-    } else {
-      traces[r] = solve_deep_once(cfg, Kx, y, seed);
-    }
-  }
+    if (cfg.L > 1) return solve_deep_once(cfg, Kx, y, seed);
+    Vec<double> z;
+    Mat<double> H = sample_fields(Kx, cfg.samples, seed, cfg.antithetic, &z);
+    return march_two_layer(cfg, Kx, y, std::move(H), std::move(z));
+  });
   DmftResult res;
   Mat<double> fsq, ntk_sq;
   Vec<double> lsum, lsq;
