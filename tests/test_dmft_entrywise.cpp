@@ -16,6 +16,7 @@
 
 using namespace moedmft;
 using namespace moedmft::dmft;
+using testing::max_rel;
 
 namespace {
 
@@ -77,21 +78,21 @@ NetRun train_network(const DmftConfig& c, const Mat<double>& x, const Vec<double
   return run;
 }
 
-DmftConfig entrywise_config(DmftOptimizer opt, Activation a) {
+// The tests' common set-up; the Monte Carlo ones pass their T, eta, samples and replicates.
+DmftConfig entrywise_config(DmftOptimizer opt, Activation a, int T = 20, double eta = 0.05, int samples = 4096,
+                            int replicates = 8) {
   DmftConfig c;
   c.optimizer = opt;
   c.phi = a;
-  c.T = 20;
+  c.T = T;
   c.gamma0 = 0.8;
-  c.eta = 0.05;
+  c.eta = eta;
+  c.samples = samples;
+  c.replicates = replicates;
   c.beta1 = 0.8;
   c.beta2 = 0.95;
   c.eps = 0.3;  // O(1) in normalised units, so the epsilon's width scaling is exercised
   return c;
-}
-
-double max_rel(const Mat<double>& a, const Mat<double>& b) {
-  return (a - b).cwiseAbs().maxCoeff() / std::max(b.cwiseAbs().maxCoeff(), 1e-300);
 }
 
 }  // namespace
@@ -156,12 +157,8 @@ TEST_CASE("dmft readout-only SignGD on frozen features follows its deterministic
     const Mat<double> x = testing::random_matrix(k.P, 5, 70 + k.P);
     const Vec<double> y = 2.0 * testing::random_matrix(k.P, 1, 72 + k.P);
     const Mat<double> Kx = input_kernel(x);
-    DmftConfig c = entrywise_config(DmftOptimizer::signgd, k.a);
+    DmftConfig c = entrywise_config(DmftOptimizer::signgd, k.a, 12, 0.1, 4096, 16);
     c.lr_in = 0.0;
-    c.T = 12;
-    c.eta = 0.1;
-    c.samples = 4096;
-    c.replicates = 16;
     const DmftResult r = solve_dmft(c, x, y);
     Mat<double> ref(c.T + 1, k.P);
     Vec<double> f = Vec<double>::Zero(k.P);
@@ -194,12 +191,8 @@ TEST_CASE("dmft finite-width SignGD and Adam networks converge to the limit at r
   const Vec<double> y = testing::random_matrix(P, 1, 82);
   const std::vector<double> widths{8, 16, 32, 64};
   for (DmftOptimizer o : {DmftOptimizer::signgd, DmftOptimizer::adam}) {
-    DmftConfig c = entrywise_config(o, Activation::tanh);
-    c.T = 15;
+    DmftConfig c = entrywise_config(o, Activation::tanh, 15, 0.1, 16384, 32);
     c.gamma0 = 1.0;
-    c.eta = 0.1;
-    c.samples = 16384;
-    c.replicates = 32;
     const DmftResult lim = solve_dmft(c, x, y);
     std::vector<Vec<double>> fmean, ferr;
     std::vector<double> gap, gap_err;

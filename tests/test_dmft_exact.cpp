@@ -12,6 +12,7 @@
 
 using namespace moedmft;
 using namespace moedmft::dmft;
+using testing::max_rel;
 
 namespace {
 
@@ -24,10 +25,6 @@ DmftConfig exact_config(int L, int T, double gamma0, double eta) {
   cfg.phi = Activation::identity;
   cfg.method = DeepMethod::exact;
   return cfg;
-}
-
-double max_rel(const Mat<double>& a, const Mat<double>& b) {
-  return (a - b).cwiseAbs().maxCoeff() / std::max(b.cwiseAbs().maxCoeff(), 1e-300);
 }
 
 }  // namespace
@@ -75,6 +72,14 @@ TEST_CASE("dmft exact deep solve takes the first GD step eta (L+1) K^x y", "[dmf
     CHECK(e0 < 1e-14);
     CHECK(e1 < 1e-12);
     CHECK((r.ntk0 - (L + 1) * Kx).cwiseAbs().maxCoeff() < 1e-12);
+    if (L == 2) {  // can fail: without the responses the A term (a third of f(1)) is lost
+      DmftConfig bad = cfg;
+      bad.responses = false;
+      const Vec<double> fb = solve_dmft(bad, x, y).f.row(1).transpose();
+      std::printf("[dmft] exact L=2 first step without responses: f(1) / (eta K^x y) = %.4f\n",
+                  fb(0) / (cfg.eta * (Kx * y))(0));
+      CHECK((fb - 2 * cfg.eta * (Kx * y)).cwiseAbs().maxCoeff() < 1e-12 * f1.cwiseAbs().maxCoeff());
+    }
   }
 }
 
