@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `mpirun -np 2 moedmft dmft` and `dmft-moe` (regimes I and II) spread their replicates over the
+# `mpirun -np 2 moedmft dmft` and `dmft-moe` (regimes I, II and III) spread their replicates over the
 # ranks; each file must equal the one-process solve bit for bit. 3 replicates over 2 ranks, so the
 # split is uneven. Usage: check_mpi_dmft.sh MOEDMFT MPIEXEC CONFIG_DIR
 set -euo pipefail
@@ -33,6 +33,8 @@ small=(--set train.steps=6 --set data.P=6 --set model.M=4 --set model.K=4 --set 
        --set dmft.replicates=3 --set dmft.expert_samples=64)
 check regime1 dmft-moe -c "$configs/dmft_moe_regime1.toml" "${small[@]}"
 check regime2 dmft-moe -c "$configs/dmft_moe_regime2.toml" "${small[@]}" --set optim.lr=0.001
+check regime3 dmft-moe -c "$configs/dmft_moe_regime3.toml" "${small[@]}" --set optim.lr=0.001 \
+      --set dmft.expert_samples=8 --set dmft.neuron_samples=64
 dense=(--set dmft.T=8 --set dmft.samples=256 --set dmft.replicates=3 --set data.P=6)
 check dense dmft "${dense[@]}"
 check deep dmft --set dmft.T=4 --set dmft.L=2 --set dmft.samples=128 --set dmft.replicates=3 --set data.P=4

@@ -1,6 +1,7 @@
 // Helpers shared by the test files: scratch directories, a non-trivial resolved
 // parameterization and seeded random matrices.
 #pragma once
+#include <algorithm>
 #include <unistd.h>
 
 #include <filesystem>
@@ -51,6 +52,11 @@ Mat<T> random_matrix(int rows, int cols, uint64_t seed) {
   Mat<T> m(rows, cols);
   for (int i = 0; i < m.size(); ++i) m.data()[i] = T(rng.normal());
   return m;
+}
+
+// max |a - b| / max |b| (floored away from 0/0).
+inline double max_rel(const Mat<double>& a, const Mat<double>& b) {
+  return (a - b).cwiseAbs().maxCoeff() / std::max(b.cwiseAbs().maxCoeff(), 1e-300);
 }
 
 }  // namespace moedmft::testing

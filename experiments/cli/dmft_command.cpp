@@ -23,8 +23,16 @@ struct DmftRun {
 
 dmft::DeepMethod parse_method(const std::string& s) {
   return parse_choice("dmft.method", s,
-                      std::array<std::pair<const char*, dmft::DeepMethod>, 2>{
-                          {{"sweep", dmft::DeepMethod::sweep}, {"fixed_point", dmft::DeepMethod::fixed_point}}});
+                      std::array<std::pair<const char*, dmft::DeepMethod>, 3>{{{"sweep", dmft::DeepMethod::sweep},
+                                                                               {"fixed_point", dmft::DeepMethod::fixed_point},
+                                                                               {"exact", dmft::DeepMethod::exact}}});
+}
+
+dmft::DmftOptimizer parse_dmft_optimizer(const std::string& s) {
+  return parse_choice("dmft.optimizer", s,
+                      std::array<std::pair<const char*, dmft::DmftOptimizer>, 3>{{{"sgd", dmft::DmftOptimizer::sgd},
+                                                                                  {"signgd", dmft::DmftOptimizer::signgd},
+                                                                                  {"adam", dmft::DmftOptimizer::adam}}});
 }
 
 DmftRun read_dmft_config(const std::string& path, const std::vector<std::string>& sets) {
@@ -50,6 +58,11 @@ DmftRun read_dmft_config(const std::string& path, const std::vector<std::string>
   c.max_iter = d.get_int("max_iter", 60, 1, 100000);
   c.damping = d.get_number("damping", 0.5, 1e-6, 1.0, "0 < damping <= 1");
   c.tol = d.get_number("tol", 1e-4, 0.0, 1.0, "0 .. 1");
+  c.optimizer = get_enum(d, "optimizer", "sgd", parse_dmft_optimizer);
+  c.beta1 = d.get_number("beta1", 0.9, 0.0, 0.999999999, "0 <= beta1 < 1");
+  c.beta2 = d.get_number("beta2", 0.999, 0.0, 0.999999999, "0 <= beta2 < 1");
+  c.eps = d.get_number("eps", 1e-8, 0.0, 1e6, ">= 0");
+  c.lr_in = d.get_number("lr_in", 1.0, 0.0, 1e6, ">= 0");
   d.finish();
 
   Section s = top.sub("data");

@@ -5,6 +5,21 @@
 
 namespace moedmft::dmft {
 
+Mat<double> psd_cholesky(const Mat<double>& C) {
+  const int n = static_cast<int>(C.rows());
+  Mat<double> Lf = Mat<double>::Zero(n, n);
+  const double floor = 1e-14 * std::max(1.0, C.diagonal().cwiseAbs().maxCoeff());
+  for (int j = 0; j < n; ++j) {
+    const double d = C(j, j) - Lf.row(j).head(j).squaredNorm();
+    if (d <= floor) continue;
+    const double ljj = std::sqrt(d);
+    Lf(j, j) = ljj;
+    for (int i = j + 1; i < n; ++i)
+      Lf(i, j) = (C(i, j) - Lf.row(i).head(j).dot(Lf.row(j).head(j))) / ljj;
+  }
+  return Lf;
+}
+
 void CausalChol::init(int n) {
   L = Mat<double>::Zero(n, n);
   dead.assign(n, 0);

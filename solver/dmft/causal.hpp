@@ -8,6 +8,9 @@
 
 namespace moedmft::dmft {
 
+// Lower Cholesky factor of a PSD matrix; columns with a non-positive pivot are set to zero.
+Mat<double> psd_cholesky(const Mat<double>& C);
+
 struct CausalChol {
   Mat<double> L;           // [n,n] lower; a dead pivot has 1 on the diagonal and a zero column
   std::vector<char> dead;  // per index

@@ -6,6 +6,9 @@
 // training points, factor one half). PyTorch's mse_loss = mean_mu (y_mu - f_mu)^2 = 2 L / P; to
 // reproduce a run trained on the mean loss with learning rate eta_torch, use eta_net = 2 eta_torch / P.
 // Time: step t = 0..T, gradient-flow time t * eta.
+// Entrywise optimizers (SignGD, Adam; docs/dmft_entrywise.md) act on the O(1) normalised gradient
+// entries c (network gradient entry = -c / (gamma0 N) in the parameterization table's coordinates
+// for the input layer, -c for the readout), each entry moving by gamma0 eta u(c) in the DMFT's units.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -15,7 +18,10 @@
 
 namespace moedmft::dmft {
 
-enum class DeepMethod { sweep, fixed_point };
+// exact: the deterministic solution for phi = identity (L = 1: covariance recursion; L >= 2: the
+// sweep with the population replaced by an orthonormal basis of the Gaussian sources).
+enum class DeepMethod { sweep, fixed_point, exact };
+enum class DmftOptimizer { sgd, signgd, adam };
 
 struct DmftConfig {
   int P = 0;                 // training points; 0 = take from x.rows()
@@ -29,8 +35,13 @@ struct DmftConfig {
   uint64_t seed = 1;
   bool antithetic = true;    // samples in pairs (u, z) and (u, -z): f(0) = 0 to round-off (S even)
   bool two_time_kernels = false;  // also return Phi(t,s), G(t,s) over all (t,s)
+  DeepMethod method = DeepMethod::sweep;  // sweep / fixed_point: L >= 2 only; exact: any L
+  // Optimizer (signgd, adam: L = 1 only). Adam follows PyTorch (bias-corrected moments,
+  // eps added to sqrt(v_hat)); eps in units of the normalised gradient entries (header note).
+  DmftOptimizer optimizer = DmftOptimizer::sgd;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double lr_in = 1.0;        // input-layer LR multiplier, L = 1 only (0: readout-only training)
   // L >= 2 only.
-  DeepMethod method = DeepMethod::sweep;
   int max_iter = 60;         // fixed point: iterations
   double damping = 0.5;      // fixed point: new = (1-damping) old + damping estimate
   double tol = 1e-4;         // fixed point: stop when the relative Frobenius change < tol
@@ -78,6 +89,19 @@ Trace march_two_layer(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<do
 
 // One deep (L >= 2) solve with its own random draws (seed), by sweep or fixed point.
 Trace solve_deep_once(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y, uint64_t seed);
+
+// Two-layer march under an entrywise optimizer (or SGD, as a cross-check of the normalisation)
+// from input weights W0 [S, D] and readouts z0 [S]: entries of W0 couple a data coordinate with
+// one neuron and readout entries are per neuron, so this is exactly the width-S network.
+Trace march_two_layer_entrywise(const DmftConfig& cfg, const Mat<double>& x, const Vec<double>& y,
+                                Mat<double> W0, Vec<double> z);
+
+// The deterministic solution (method exact, phi = identity), one trace.
+Trace solve_exact(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y);
+
+// The deep sweep on the orthonormal source basis (any L; exact for phi = identity), and its size.
+Trace march_linear_basis(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y);
+int linear_basis_size(int L, int P, int T);
 
 // Input kernel K^x = x x^T / D.
 Mat<double> input_kernel(const Mat<double>& x);

@@ -10,6 +10,7 @@
 #include "solver/dmft/moe3.hpp"
 #include "solver/dmft/moe3_march.hpp"
 #include "solver/dmft/particle_march.hpp"
+#include "solver/dmft/replicates.hpp"
 
 namespace moedmft::dmft {
 
@@ -80,8 +81,8 @@ Moe3DmftResult solve_moe3_dmft(const Moe3DmftConfig& cfg, const Mat<double>& x, 
                      ", S_e = " + std::to_string(cfg.expert_samples) + ", S_n = " +
                      std::to_string(cfg.neuron_samples) + ", n = (T+1) P = " + std::to_string((T + 1) * P));
   const Mat<double> XXt = x * x.transpose();
-  std::vector<Moe2Trace> runs(R);
-  parallel_replicates(R, outer, [&](int r) { runs[r] = march_moe3_once(cfg, XXt, y, mix_seed(cfg.seed, 3000 + r)); });
+  const std::vector<Moe2Trace> runs = solve_replicates<Moe2Trace>(
+      R, outer, [&](int r) { return march_moe3_once(cfg, XXt, y, mix_seed(cfg.seed, 3000 + r)); });
   return collect_particle_traces(runs, T);
 }
 

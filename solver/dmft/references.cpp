@@ -130,22 +130,32 @@ Mat<double> linear_cov_flow(const Mat<double>& Kx, const Vec<double>& y, double 
   return out;
 }
 
-Mat<double> linear_cov_discrete(const Mat<double>& Kx, const Vec<double>& y, double gamma0,
-                                double eta, int T) {
+std::vector<Mat<double>> linear_cov_discrete_states(const Mat<double>& Kx, const Vec<double>& y,
+                                                    double gamma0, double eta, int T) {
   const int P = static_cast<int>(Kx.rows()), n = P + 1;
+  std::vector<Mat<double>> states;
+  states.reserve(T + 1);
   Mat<double> Sig = Mat<double>::Zero(n, n);
   Sig.topLeftCorner(P, P) = Kx;
   Sig(P, P) = 1.0;
-  Mat<double> f(T + 1, P);
   for (int t = 0; t <= T; ++t) {
-    const Vec<double> ft = Sig.col(P).head(P) / gamma0;
-    f.row(t) = ft.transpose();
-    const Vec<double> delta = y - ft;
+    states.push_back(Sig);
+    if (t == T) break;
+    const Vec<double> delta = y - Sig.col(P).head(P) / gamma0;
     Mat<double> A = Mat<double>::Identity(n, n);
     A.col(P).head(P) += eta * gamma0 * (Kx * delta);
     A.row(P).head(P) += eta * gamma0 * delta.transpose();
     Sig = A * Sig * A.transpose();
   }
+  return states;
+}
+
+Mat<double> linear_cov_discrete(const Mat<double>& Kx, const Vec<double>& y, double gamma0,
+                                double eta, int T) {
+  const std::vector<Mat<double>> states = linear_cov_discrete_states(Kx, y, gamma0, eta, T);
+  const int P = static_cast<int>(Kx.rows());
+  Mat<double> f(T + 1, P);
+  for (int t = 0; t <= T; ++t) f.row(t) = states[t].col(P).head(P).transpose() / gamma0;
   return f;
 }
 

@@ -36,5 +36,8 @@ Mat<double> linear_cov_flow(const Mat<double>& Kx, const Vec<double>& y, double 
 // Sigma(t+1) = (I + eta M(t)) Sigma(t) (I + eta M(t))^T. Rows: f(t), t = 0..T.
 Mat<double> linear_cov_discrete(const Mat<double>& Kx, const Vec<double>& y, double gamma0,
                                 double eta, int T);
+// Its states Sigma(t) = <v v^T>, v = (h, z), [P+1, P+1], t = 0..T (f = Sigma(t)[0:P, P] / gamma0).
+std::vector<Mat<double>> linear_cov_discrete_states(const Mat<double>& Kx, const Vec<double>& y,
+                                                    double gamma0, double eta, int T);
 
 }  // namespace moedmft::dmft

@@ -8,7 +8,9 @@
 
 #include "models/random.hpp"
 #include "solver/dmft/activation.hpp"
+#include "solver/dmft/causal.hpp"
 #include "solver/dmft/dmft.hpp"
+#include "solver/dmft/entrywise.hpp"
 #include "solver/dmft/replicates.hpp"
 
 namespace moedmft::dmft {
@@ -29,26 +31,21 @@ void DmftConfig::validate() const {
   need(damping > 0.0 && damping <= 1.0, "dmft.damping: must be in (0, 1]");
   need(tol > 0.0, "dmft.tol: must be > 0");
   need(jitter >= 0.0, "dmft.jitter: must be >= 0");
+  need(beta1 >= 0.0 && beta1 < 1.0, "dmft.beta1: must lie in [0, 1)");
+  need(beta2 >= 0.0 && beta2 < 1.0, "dmft.beta2: must lie in [0, 1)");
+  need(std::isfinite(eps) && eps >= 0.0, "dmft.eps: must be >= 0");
+  need(std::isfinite(lr_in) && lr_in >= 0.0, "dmft.lr_in: must be >= 0");
+  need(L == 1 || lr_in == 1.0, "dmft.lr_in: must be 1 for L >= 2 (the multiplier is implemented for L = 1)");
+  need(method != DeepMethod::exact || phi == Activation::identity,
+       std::string("dmft.method: 'exact' needs dmft.activation = identity (got ") + to_string(phi) + ")");
+  need(method != DeepMethod::exact || optimizer == DmftOptimizer::sgd,
+       "dmft.method: 'exact' needs dmft.optimizer = sgd (an entrywise optimizer is not linear)");
+  need(L == 1 || optimizer == DmftOptimizer::sgd,
+       "dmft.optimizer: signgd and adam are implemented for L = 1 only (allowed for L >= 2: sgd)");
 }
 
 Mat<double> input_kernel(const Mat<double>& x) {
   return (x * x.transpose()) / static_cast<double>(x.cols());
-}
-
-// Lower Cholesky factor of a PSD matrix; columns with a non-positive pivot are set to zero.
-static Mat<double> psd_cholesky(const Mat<double>& C) {
-  const int n = static_cast<int>(C.rows());
-  Mat<double> Lf = Mat<double>::Zero(n, n);
-  const double floor = 1e-14 * std::max(1.0, C.diagonal().cwiseAbs().maxCoeff());
-  for (int j = 0; j < n; ++j) {
-    const double d = C(j, j) - Lf.row(j).head(j).squaredNorm();
-    if (d <= floor) continue;
-    const double ljj = std::sqrt(d);
-    Lf(j, j) = ljj;
-    for (int i = j + 1; i < n; ++i)
-      Lf(i, j) = (C(i, j) - Lf.row(i).head(j).dot(Lf.row(j).head(j))) / ljj;
-  }
-  return Lf;
 }
 
 Mat<double> sample_fields(const Mat<double>& C, int S, uint64_t seed, bool antithetic, Vec<double>* z) {
@@ -69,27 +66,35 @@ Mat<double> sample_fields(const Mat<double>& C, int S, uint64_t seed, bool antit
   return xi * Lf.transpose();
 }
 
-Trace march_two_layer(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y,
-                      Mat<double> H, Vec<double> z) {
-  const int S = static_cast<int>(H.rows()), P = static_cast<int>(H.cols()), T = cfg.T;
-  const double g0 = cfg.gamma0, step = cfg.eta * cfg.gamma0, invS = 1.0 / S;
+namespace {
+
+// Observation of a two-layer population at step t (f, loss, kernels, histories), shared by the
+// SGD and the entrywise marches.
+struct TwoLayerRecord {
+  const DmftConfig& cfg;
+  const Mat<double>& Kx;
+  const Vec<double>& y;
+  int S, P;
   Trace tr;
-  tr.f.resize(T + 1, P);
-  tr.loss.resize(T + 1);
-  tr.Phi.assign(1, std::vector<Mat<double>>(T + 1));
-  tr.G.assign(1, std::vector<Mat<double>>(T + 1));
-  Mat<double> A, D, Gm, hist_a, hist_g;
-  if (cfg.two_time_kernels) {
-    hist_a.resize(S, static_cast<Eigen::Index>(T + 1) * P);
-    hist_g.resize(S, static_cast<Eigen::Index>(T + 1) * P);
+  Mat<double> hist_a, hist_g;
+
+  TwoLayerRecord(const DmftConfig& c, const Mat<double>& kx, const Vec<double>& yy, int s)
+      : cfg(c), Kx(kx), y(yy), S(s), P(static_cast<int>(kx.rows())) {
+    tr.f.resize(c.T + 1, P);
+    tr.loss.resize(c.T + 1);
+    tr.Phi.assign(1, std::vector<Mat<double>>(c.T + 1));
+    tr.G.assign(1, std::vector<Mat<double>>(c.T + 1));
+    if (c.two_time_kernels) {
+      hist_a.resize(S, static_cast<Eigen::Index>(c.T + 1) * P);
+      hist_g.resize(S, static_cast<Eigen::Index>(c.T + 1) * P);
+    }
   }
-  for (int t = 0; t <= T; ++t) {
-    act_both(cfg.phi, H, A, D);
-    Gm = (D.array().colwise() * z.array()).matrix();  // g = phi'(h) z
-    const Vec<double> f = (A.transpose() * z) / (g0 * S);
-    const Vec<double> delta = y - f;
+  // A = phi(h), Gm = g = phi'(h) z [S,P], readouts z [S]: records step t, returns Delta(t).
+  Vec<double> observe(int t, const Mat<double>& A, const Mat<double>& Gm, const Vec<double>& z) {
+    const double invS = 1.0 / S;
+    const Vec<double> f = (A.transpose() * z) / (cfg.gamma0 * S);
     tr.f.row(t) = f.transpose();
-    tr.loss[t] = 0.5 * delta.squaredNorm();
+    tr.loss[t] = 0.5 * (y - f).squaredNorm();
     tr.Phi[0][t] = (A.transpose() * A) * invS;
     tr.G[0][t] = (Gm.transpose() * Gm) * invS;
     if (t == 0) tr.ntk0 = tr.Phi[0][0] + Kx.cwiseProduct(tr.G[0][0]);
@@ -97,17 +102,62 @@ Trace march_two_layer(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<do
       hist_a.middleCols(static_cast<Eigen::Index>(t) * P, P) = A;
       hist_g.middleCols(static_cast<Eigen::Index>(t) * P, P) = Gm;
     }
-    if (t == T) break;
-    // h += eta gamma0 K^x (Delta o g);  z += eta gamma0 phi(h) . Delta  (both from old values)
+    return y - f;
+  }
+  Trace finish() {
+    if (cfg.two_time_kernels) {
+      tr.Phi_two.push_back((hist_a.transpose() * hist_a) / S);
+      tr.G_two.push_back((hist_g.transpose() * hist_g) / S);
+    }
+    return std::move(tr);
+  }
+};
+
+}  // namespace
+
+Trace march_two_layer(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y,
+                      Mat<double> H, Vec<double> z) {
+  const double step = cfg.eta * cfg.gamma0;
+  TwoLayerRecord rec(cfg, Kx, y, static_cast<int>(H.rows()));
+  Mat<double> A, D, Gm;
+  for (int t = 0; t <= cfg.T; ++t) {
+    act_both(cfg.phi, H, A, D);
+    Gm = (D.array().colwise() * z.array()).matrix();  // g = phi'(h) z
+    const Vec<double> delta = rec.observe(t, A, Gm, z);
+    if (t == cfg.T) break;
+    // h += eta gamma0 lr_in K^x (Delta o g);  z += eta gamma0 phi(h) . Delta  (both from old values)
     const Mat<double> gd = (Gm.array().rowwise() * delta.transpose().array()).matrix();
-    H.noalias() += step * (gd * Kx);
+    H.noalias() += (step * cfg.lr_in) * (gd * Kx);
     z.noalias() += step * (A * delta);
   }
-  if (cfg.two_time_kernels) {
-    tr.Phi_two.push_back((hist_a.transpose() * hist_a) * invS);
-    tr.G_two.push_back((hist_g.transpose() * hist_g) * invS);
+  return rec.finish();
+}
+
+Trace march_two_layer_entrywise(const DmftConfig& cfg, const Mat<double>& x, const Vec<double>& y,
+                                Mat<double> W, Vec<double> z) {
+  const double step = cfg.eta * cfg.gamma0, sD = std::sqrt(static_cast<double>(x.cols()));
+  const Mat<double> Kx = input_kernel(x);
+  TwoLayerRecord rec(cfg, Kx, y, static_cast<int>(W.rows()));
+  EntrywiseRule rule(cfg);
+  Mat<double> H, A, D, Gm, mW, vW, mz, vz, uW, uz;
+  for (int t = 0; t <= cfg.T; ++t) {
+    H.noalias() = W * x.transpose() / sD;
+    act_both(cfg.phi, H, A, D);
+    Gm = (D.array().colwise() * z.array()).matrix();
+    const Vec<double> delta = rec.observe(t, A, Gm, z);
+    if (t == cfg.T) break;
+    // Normalised entries (one neuron and one data coordinate, or one neuron): input
+    // c_ij = sum_mu Delta_mu g_i,mu x_mu,j, readout c_i = phi(h_i) . Delta. With u(c) = c this
+    // is the SGD march above: dh = (step / D) (Delta o g) x x^T = step (Delta o g) K^x.
+    const Mat<double> cW = (Gm * delta.asDiagonal()) * x;
+    const Mat<double> cz = A * delta;
+    rule.begin_step();
+    rule.direction(cW, mW, vW, uW);
+    rule.direction(cz, mz, vz, uz);
+    W.noalias() += (step * cfg.lr_in / sD) * uW;
+    z.noalias() += step * uz.col(0);
   }
-  return tr;
+  return rec.finish();
 }
 
 namespace {
@@ -145,12 +195,20 @@ DmftResult solve_dmft(const DmftConfig& cfg_in, const Mat<double>& x, const Mat<
   if (y_in.size() != cfg.P) throw ConfigError("dmft.y: must have P entries");
   const Vec<double> y = Eigen::Map<const Vec<double>>(y_in.data(), cfg.P);
   const Mat<double> Kx = input_kernel(x);
-  const int R = cfg.replicates;
+  const bool exact = cfg.method == DeepMethod::exact;
+  const int R = exact ? 1 : cfg.replicates;
   // Replicates on all threads (each march then runs on one), or spread over MPI ranks.
   const std::vector<Trace> traces = solve_replicates<Trace>(R, std::min(R, omp_get_max_threads()), [&](int r) {
     const uint64_t seed = mix_seed(cfg.seed, static_cast<uint64_t>(r));
+    if (exact) return solve_exact(cfg, Kx, y);
     if (cfg.L > 1) return solve_deep_once(cfg, Kx, y, seed);
     Vec<double> z;
+    if (cfg.optimizer != DmftOptimizer::sgd) {
+      // the population is (W0 rows, readouts): u = W0 x^T / sqrt(D) ~ N(0, K^x) as in the SGD march
+      Mat<double> W = sample_fields(Mat<double>::Identity(x.cols(), x.cols()), cfg.samples, seed,
+                                    cfg.antithetic, &z);
+      return march_two_layer_entrywise(cfg, x, y, std::move(W), std::move(z));
+    }
     Mat<double> H = sample_fields(Kx, cfg.samples, seed, cfg.antithetic, &z);
     return march_two_layer(cfg, Kx, y, std::move(H), std::move(z));
   });
@@ -196,6 +254,15 @@ DmftResult solve_dmft(const DmftConfig& cfg_in, const Mat<double>& x, const Mat<
       finish(res.Phi[k][t], res.Phi_err[k][t], R);
       finish(res.G[k][t], res.G_err[k][t], R);
     }
+  if (exact) {  // deterministic: zero error bars
+    res.f_err.setZero();
+    std::fill(res.loss_err.begin(), res.loss_err.end(), 0.0);
+    for (int k = 0; k < nl; ++k)
+      for (int t = 0; t < nt; ++t) {
+        res.Phi_err[k][t].setZero();
+        res.G_err[k][t].setZero();
+      }
+  }
   res.history = traces[0].history;
   res.iterations = traces[0].iterations;
   return res;
