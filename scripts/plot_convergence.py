@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Finite width against the MoE DMFT limit, regime I or II (`moedmft converge` output): seed-mean loss curves
+"""Finite width against the MoE DMFT limit, regime I, II or III (`moedmft converge` output): seed-mean loss curves
 per width over the limit with its error band, and the gap and seed spread versus N on log-log axes
 with the fitted slopes.
 
@@ -65,7 +65,7 @@ def main():
     ax2.plot(n, spread[0] * np.sqrt(n[0] / n), "-.", color="gray", lw=1, label="N^-1/2")
     ax2.set_xscale("log", base=2)
     ax2.set_yscale("log")
-    ax2.set_xlabel("N (= Ne)" if regime == "I" else "N (M = N/16, Ne fixed)")
+    ax2.set_xlabel({"I": "N (= Ne)", "II": "N (M = N/16, Ne fixed)"}.get(regime, "N (= Ne, M = N/16)"))
     ax2.set_ylabel("RMS over steps")
     ax2.set_title("gap of the seed mean and seed spread")
     ax2.legend(fontsize=7)
