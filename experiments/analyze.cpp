@@ -108,6 +108,29 @@ static void add_dmft_overlay(const std::string& path, const std::vector<double>&
   }
 }
 
+// Drift of the optimum between the end sizes with a ~95% interval: the per-seed optimum's
+// standard error plus the grid quantisation (uniform +-1/2 step at each end, variance 1/12 each),
+// and the three-way verdict from that interval.
+static void transfer_verdict(GroupAnalysis& G, double tolerance) {
+  G.drift = G.best_index.back() - G.best_index.front();
+  G.drift_err = std::hypot(G.best_index_err.back(), G.best_index_err.front());
+  const double e = std::sqrt(G.drift_err * G.drift_err + 2.0 / 12.0);
+  G.drift_lo = G.drift - 2 * e;
+  G.drift_hi = G.drift + 2 * e;
+  if (G.size.size() < 2) {
+    G.verdict = "one size";
+  } else if (!G.bracketed.front() || !G.bracketed.back()) {
+    G.verdict = "not bracketed";
+  } else if (G.drift_lo >= -tolerance && G.drift_hi <= tolerance) {
+    G.verdict = "transfers";
+  } else if (G.drift_lo > 0 || G.drift_hi < 0) {
+    G.verdict = "drifts";
+  } else {
+    G.verdict = "inconclusive";
+  }
+  G.transfers = G.verdict == "transfers";
+}
+
 std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeOptions& opt) {
   h5::File f(path, h5::Mode::read);
   if (!h5::has_attr(f, "/", "kind") || h5::read_attr_string(f, "/", "kind") != "sweep")
@@ -132,6 +155,9 @@ std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeO
   // Final loss per point.
   std::vector<hsize_t> dims;
   const std::vector<double> series = h5::read_double(f, opt.use_val ? "val_loss" : "train_loss", &dims);
+  if (dims.empty() || dims.back() == 0)
+    throw ConfigError(std::string("analyze: '") + path + "': " + (opt.use_val ? "val_loss" : "train_loss") +
+                      " has no steps (need at least 1)");
   const size_t T = dims.back(), points = series.size() / T;
   const size_t window = opt.use_val ? 1 : std::max<size_t>(1, size_t(std::lround(opt.window_fraction * double(T))));
   std::vector<double> final_loss(points);
@@ -153,6 +179,11 @@ std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeO
     if (a != a_lr && a != a_size && a != a_seed) group_axes.push_back(a);
   size_t n_groups = 1;
   for (int a : group_axes) n_groups *= extent[a];
+  size_t grid_points = 1;
+  for (size_t e : extent) grid_points *= e;
+  if (grid_points != points)
+    throw ConfigError("analyze: '" + path + "': the axes (" + h5::read_attr_string(f, "/", "axes") + ") span " +
+                      std::to_string(grid_points) + " points but the loss series has " + std::to_string(points));
   const size_t S = extent[a_size], J = extent[a_lr], n_seeds = a_seed >= 0 ? extent[a_seed] : 1;
   const PointLayout layout{stride, a_lr, a_size, a_seed, n_seeds};
 
@@ -196,9 +227,13 @@ std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeO
         if (argmin_finite(curve) >= 0) seed_best.push_back(argmin_finite(curve));
       G.best_index_err.push_back(stderr_of(seed_best));
     }
-    G.drift = G.best_index.back() - G.best_index.front();
-    G.drift_err = std::hypot(G.best_index_err.back(), G.best_index_err.front());
-    G.transfers = std::isfinite(G.drift) && std::abs(G.drift) <= opt.transfer_tolerance;
+    for (size_t s = 0; s < S; ++s) {
+      // The optimum is located only if it has a finite loss on both sides within the grid.
+      const double b = G.best_index[s];
+      const bool inside = std::isfinite(b) && b > 0 && b < double(J) - 1;
+      G.bracketed.push_back(inside && std::isfinite(G.loss[s][size_t(b) - 1]) && std::isfinite(G.loss[s][size_t(b) + 1]));
+    }
+    transfer_verdict(G, opt.transfer_tolerance);
 
     // Monotonic improvement at the LR tuned on the smallest size: no significant increase.
     G.monotonic = std::isfinite(G.best_index.front());
@@ -241,8 +276,14 @@ std::string format_analysis(const std::vector<GroupAnalysis>& groups) {
         << std::defaultfloat << std::setprecision(6) << ")" << std::setw(26) << (j >= 0 ? G.loss[i][j] : NAN)
         << std::setw(25) << G.loss_at_transferred[i] << "\n";
     }
+    std::string verdict = G.verdict;
+    for (char& ch : verdict) ch = char(std::toupper(static_cast<unsigned char>(ch)));
     s << std::fixed << std::setprecision(2) << "  transfer: optimum drifts " << G.drift << " +- " << G.drift_err
-      << " grid steps across sizes -> " << (G.transfers ? "TRANSFERS" : "DRIFTS") << std::defaultfloat
+      << " grid steps across sizes, 95% interval [" << G.drift_lo << ", " << G.drift_hi << "] -> " << verdict
+      << (G.verdict == "not bracketed" ? " (an end size's optimum is at the grid edge or next to a diverged LR: "
+                                         "no transfer verdict)"
+                                       : "")
+      << std::defaultfloat
       << std::setprecision(6) << "\n  monotonic improvement at lr " << G.transferred_lr << ": "
       << (G.monotonic ? "YES" : "NO (" + G.monotonic_note + ")") << "\n";
     if (!G.dmft_gap.empty()) {
@@ -261,9 +302,14 @@ void store_analysis(const std::string& path, const std::vector<GroupAnalysis>& g
   std::vector<std::string> labels;
   std::vector<double> loss, loss_err, best_lr, best_index, best_err, at_transferred, drift, drift_err, transfers,
       monotonic, transferred_lr;
-  std::vector<std::string> notes;
+  std::vector<std::string> notes, verdicts;
+  std::vector<double> drift_lo, drift_hi, bracketed;
   for (const auto& g : groups) {
     labels.push_back(g.label);
+    verdicts.push_back(g.verdict);
+    drift_lo.push_back(g.drift_lo);
+    drift_hi.push_back(g.drift_hi);
+    bracketed.insert(bracketed.end(), g.bracketed.begin(), g.bracketed.end());
     for (size_t s = 0; s < S; ++s) {
       loss.insert(loss.end(), g.loss[s].begin(), g.loss[s].end());
       loss_err.insert(loss_err.end(), g.loss_err[s].begin(), g.loss_err[s].end());
@@ -298,6 +344,9 @@ void store_analysis(const std::string& path, const std::vector<GroupAnalysis>& g
   put("loss_at_transferred_lr", at_transferred, {G, S}, {"group", "size"});
   put("drift", drift, {G}, {"group"});
   put("drift_err", drift_err, {G}, {"group"});
+  put("drift_lo", drift_lo, {G}, {"group"});
+  put("drift_hi", drift_hi, {G}, {"group"});
+  put("optimum_bracketed", bracketed, {G, S}, {"group", "size"});
   put("transfers", transfers, {G}, {"group"});
   put("monotonic", monotonic, {G}, {"group"});
   put("transferred_lr", transferred_lr, {G}, {"group"});
@@ -305,6 +354,8 @@ void store_analysis(const std::string& path, const std::vector<GroupAnalysis>& g
   for (const auto& g : groups)
     for (size_t s = 0; s < S; ++s) gap.push_back(g.dmft_gap.empty() ? kNaN : g.dmft_gap[s]);
   put("dmft_gap", gap, {G, S}, {"group", "size"});
+  h5::write_strings(f, "analysis/transfer_verdict", verdicts);
+  h5::attach_scale(f, "analysis/transfer_verdict", "analysis/group", 0);
   h5::write_strings(f, "analysis/monotonic_note", notes);
   h5::attach_scale(f, "analysis/monotonic_note", "analysis/group", 0);
   h5::write_attr(f, "analysis", "metric", std::string(opt.use_val ? "last validation loss" : "mean train loss"));

@@ -10,7 +10,7 @@ struct AnalyzeOptions {
   std::string lr_axis = "lr", size_axis = "size", seed_axis = "seed";
   double window_fraction = 0.1;  // final loss = mean train loss over this last fraction of steps
   bool use_val = false;          // use the last validation loss instead
-  double transfer_tolerance = 1.0;  // |drift| allowed, in LR grid steps
+  double transfer_tolerance = 1.0;  // |drift| interval allowed for "transfers", in LR grid steps
   std::string dmft_path;            // a `moedmft dmft-moe` file: overlay gap per size (optional)
 };
 
@@ -22,8 +22,14 @@ struct GroupAnalysis {
   std::vector<double> best_lr;          // [size] argmin of the seed-mean loss (NaN if all diverged)
   std::vector<double> best_index;       // [size] its LR grid index
   std::vector<double> best_index_err;   // [size] standard error of the per-seed optimum index
+  std::vector<int> bracketed;           // [size] optimum inside the grid with finite neighbours
   double drift = 0, drift_err = 0;      // optimum shift across the ladder, in grid steps
-  bool transfers = false;
+  double drift_lo = 0, drift_hi = 0;    // its ~95% interval (seed error and grid quantisation)
+  // "transfers" (the interval lies within +-tolerance), "drifts" (it excludes 0),
+  // "inconclusive", "not bracketed" (an end size's optimum is at the grid edge or next to a
+  // diverged LR) or "one size".
+  std::string verdict;
+  bool transfers = false;               // verdict == "transfers"
   double transferred_lr = 0;            // the smallest size's optimum
   std::vector<double> loss_at_transferred;  // [size]
   bool monotonic = false;

@@ -38,6 +38,9 @@ def main():
         transferred = a["transferred_lr"][:]
         transfers, monotonic = a["transfers"][:], a["monotonic"][:]
         drift = a["drift"][:]
+        # files analysed before the three-way verdict have no transfer_verdict
+        verdicts = text(a["transfer_verdict"][:]) if "transfer_verdict" in a else [
+            "transfers" if t else f"drifts {d:+.0f} steps" for t, d in zip(transfers, drift)]
         axes = f.attrs["axes"].split(",") if isinstance(f.attrs["axes"], str) else f.attrs["axes"].decode().split(",")
         train = f["train_loss"][:]
         lr_axis_values = f["lr"][:]
@@ -55,7 +58,7 @@ def main():
             if np.isfinite(best[g, s]):
                 j = int(np.argmin(np.abs(lrs - best[g, s])))
                 ax.plot(lrs[j], y[j], "*", ms=14, color=colors[s], markeredgecolor="k")
-        verdict = ("transfers" if transfers[g] else f"drifts {drift[g]:+.0f} steps") + (
+        verdict = verdicts[g] + (f" ({drift[g]:+.0f} steps)" if verdicts[g] in ("drifts", "inconclusive") else "") + (
             ", monotonic" if monotonic[g] else ", not monotonic")
         ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="final loss", title=f"{name}\n{verdict}",
                ylim=(bottom * 0.8, min(top, bottom * 50) * 1.2))
