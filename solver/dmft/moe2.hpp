@@ -45,15 +45,24 @@ void apply_stream_limit_rule(const std::string& table, const char* regime, const
                              StreamConstants& a, const StreamConstants& b, const std::vector<LimitConstant>& own,
                              bool keep_vanishing);
 
-// A particle regime's constants at the shape and at the doubled ladder `wide` (SGD only).
+// A particle regime's constants (SGD only): `limit` (a limitN_constants function) resolved at the
+// shape and at the doubled ladder `wide`, then the limit rule on the shared constants and the
+// regime's expert1 LR and expert2 init/LR, which both regimes' constants carry.
 template <class Limit>
-auto constants_at_shape_and_doubled(const ParamTable& table, const Shape& shape, const Shape& wide, int m_base,
-                                    const ResolveInputs& inputs, bool normalised, const char* regime, Limit limit) {
+auto particle_limit_constants(const ParamTable& table, const Shape& shape, const Shape& wide, int m_base,
+                              const ResolveInputs& inputs, bool normalised, bool keep_vanishing, const char* regime,
+                              const char* ladder, Limit limit) {
   if (inputs.adam_like)
     throw ConfigError(std::string("optim.kind: the regime-") + regime +
                       " MoE limit is derived for SGD (allowed: \"sgd\")");
-  return std::pair{limit(resolve(table, shape, m_base, inputs), shape, normalised),
-                   limit(resolve(table, wide, m_base, inputs), wide, normalised)};
+  auto a = limit(resolve(table, shape, m_base, inputs), shape, normalised);
+  const auto b = limit(resolve(table, wide, m_base, inputs), wide, normalised);
+  apply_stream_limit_rule(table.name, regime, ladder, normalised, a, b,
+                          {{"expert1 lr", &a.lr_expert1, b.lr_expert1},
+                           {"expert2 init_std", &a.c_expert2, b.c_expert2},
+                           {"expert2 lr", &a.lr_expert2, b.lr_expert2}},
+                          keep_vanishing);
+  return a;
 }
 
 // Width-independent constants of the regime-II limit.

@@ -65,13 +65,8 @@ Moe2LimitConstants regime2_constants(const ParamTable& table, const Shape& shape
   wide.N *= 2;
   wide.M *= 2;
   wide.K *= 2;
-  auto [a, b] = constants_at_shape_and_doubled(table, shape, wide, m_base, inputs, normalised, "II", limit2_constants);
-  apply_stream_limit_rule(table.name, "II", "N ~ M ~ K with Ne fixed", normalised, a, b,
-                          {{"expert1 lr", &a.lr_expert1, b.lr_expert1},
-                           {"expert2 init_std", &a.c_expert2, b.c_expert2},
-                           {"expert2 lr", &a.lr_expert2, b.lr_expert2}},
-                          keep_vanishing);
-  return a;
+  return particle_limit_constants(table, shape, wide, m_base, inputs, normalised, keep_vanishing, "II",
+                                  "N ~ M ~ K with Ne fixed", limit2_constants);
 }
 
 std::string apply_limit_rule(const std::string& table, const char* regime, const char* ladder,

@@ -33,12 +33,8 @@ Moe3LimitConstants regime3_constants(const ParamTable& table, const Shape& shape
   wide.Ne *= 2;
   wide.M *= 2;
   wide.K *= 2;
-  auto [a, b] = constants_at_shape_and_doubled(table, shape, wide, m_base, inputs, normalised, "III", limit3_constants);
-  apply_stream_limit_rule(table.name, "III", "N ~ Ne ~ M ~ K", normalised, a, b,
-                          {{"expert1 lr", &a.lr_expert1, b.lr_expert1},
-                           {"expert2 init_std", &a.c_expert2, b.c_expert2},
-                           {"expert2 lr", &a.lr_expert2, b.lr_expert2}},
-                          keep_vanishing);
+  Moe3LimitConstants a = particle_limit_constants(table, shape, wide, m_base, inputs, normalised, keep_vanishing,
+                                                  "III", "N ~ Ne ~ M ~ K", limit3_constants);
   if (!a.shared) {
     // Sums of M independent experts' init terms: structural, never held (docs/dmft_moe_regime3.md 3).
     const std::string structural =
