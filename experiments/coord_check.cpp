@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "data/h5/h5.hpp"
+#include "experiments/progress.hpp"
 #include "experiments/trainer.hpp"
 
 namespace moedmft {
@@ -342,7 +343,8 @@ CoordCheckResult run_coord_check(const CoordCheckOptions& opt, bool quiet) {
   std::exception_ptr failure;
   std::atomic<bool> failed{false};
   std::atomic<int> done{0};
-  const int threads = opt.parallel > 0 ? opt.parallel : omp_get_num_procs();
+  const int threads = opt.parallel > 0 ? opt.parallel : omp_get_max_threads();
+  ProgressLine line("moedmft coord-check", long(points.size()), "runs", !quiet);
   // Largest points first (dynamic schedule); the HDF5 library is not thread-safe, so data
   // preparation (which may read files) is serialised like in the sweep.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
@@ -364,18 +366,14 @@ CoordCheckResult run_coord_check(const CoordCheckOptions& opt, bool quiet) {
         train(float{});
       else
         train(double{});
-      const int d = ++done;
-      if (!quiet) {
-#pragma omp critical(moedmft_progress)
-        std::cerr << "\r[coord-check] " << d << "/" << points.size() << " runs" << std::flush;
-      }
+      line.update(++done);
     } catch (...) {
 #pragma omp critical(moedmft_failure)
       if (!failed.exchange(true)) failure = std::current_exception();
     }
   }
-  if (!quiet) std::cerr << "\n";
   if (failure) std::rethrow_exception(failure);
+  line.finish();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.diag_steps = outcomes.front().diag_steps;
   // Columns present at every size (regimes II/III: M grows, so only the smallest ladder

@@ -24,7 +24,7 @@ struct CoordCheckOptions {
   double lr = -1;                 // base LR; < 0: coord_lr's default
   int batch = 256;                // full-batch: P = batch training points
   double readout_init_knob = 0.1; // param.knobs.init.out (constant factor only; 1 = the table as is)
-  int parallel = 0;               // threads over points (0: all cores)
+  int parallel = 0;               // threads over points (0: what OpenMP would use)
   double tolerance = 0.15;        // verdict: prediction inside the CI widened by this much
   std::vector<std::string> sets;  // extra --set key=value overrides for every point
   std::string output;             // HDF5 results ("" = none)

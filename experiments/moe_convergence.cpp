@@ -3,11 +3,15 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <cmath>
 #include <exception>
 #include <limits>
 
+#include "experiments/progress.hpp"
 #include "experiments/trainer.hpp"
+#include "solver/dmft/replicates.hpp"
 
 namespace moedmft {
 
@@ -58,9 +62,14 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
   // Same data at every width and seed (the teacher has its own seed).
   RunConfig base = setup.run;
   const RunData data = prepare_data(base, {});
-  r.limit = solve_moe_limit(setup, data.train.x, data.train.y.col(0));
-  if (opt.progress)
-    opt.progress("limit: loss " + std::to_string(r.limit.loss.front()) + " -> " + std::to_string(r.limit.loss[T]));
+  {
+    ProgressLine line("moedmft converge: limit", 0, "replicates", opt.progress);
+    const dmft::ScopedReplicateProgress scope(line.counter());
+    r.limit = solve_moe_limit(setup, data.train.x, data.train.y.col(0));
+    char loss[64];
+    std::snprintf(loss, sizeof loss, "loss %.6g -> %.6g", r.limit.loss.front(), r.limit.loss[T]);
+    line.finish(loss);
+  }
   for (int N : opt.widths) ladder_config(setup, N, 0);  // refuse a bad ladder before training
 
   r.loss.assign(size_t(W) * S * T, std::numeric_limits<double>::quiet_NaN());
@@ -69,6 +78,8 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
   for (int w = W - 1; w >= 0; --w)
     for (int s = 0; s < S; ++s) jobs.push_back({w, s});
   const int saved = omp_get_max_threads();
+  ProgressLine line("moedmft converge: widths", long(jobs.size()), "runs", opt.progress);
+  std::atomic<long> done{0};
   std::exception_ptr failure;  // nothing may escape the parallel region: rethrown after it
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t j = 0; j < jobs.size(); ++j) {
@@ -82,9 +93,7 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
       const RunOutcome out = train_run(cfg, data, net);
       for (int t = 0; t < T && t < int(out.train_loss.size()); ++t)
         r.loss[(size_t(w) * S + s) * T + t] = out.train_loss[t];
-#pragma omp critical
-      if (opt.progress) opt.progress("N=" + std::to_string(r.widths[w]) + " seed " + std::to_string(s) + ": loss " +
-                                     std::to_string(out.train_loss.back()));
+      line.update(++done, "last: N=" + std::to_string(r.widths[w]) + " seed " + std::to_string(s));
     } catch (...) {
 #pragma omp critical
       if (!failure) failure = std::current_exception();
@@ -92,6 +101,7 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
   }
   omp_set_num_threads(saved);
   if (failure) std::rethrow_exception(failure);
+  line.finish("");
 
   std::vector<double> err_t(T);
   for (int t = 0; t < T; ++t) err_t[t] = r.limit.loss_err[t];

@@ -14,7 +14,7 @@ namespace moedmft {
 struct ConvergenceOptions {
   std::vector<int> widths = {16, 32, 64, 128, 256, 512};
   int seeds = 4;
-  std::function<void(const std::string&)> progress;  // one line per finished piece of work
+  bool progress = false;  // a progress line (experiments/progress.hpp): the limit's replicates, then the runs
 };
 
 struct ConvergenceResult {

@@ -214,7 +214,7 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
 
   const auto start = std::chrono::steady_clock::now();
   std::atomic<long> done{0}, diverged{0};
-  const int threads = spec.parallel > 0 ? spec.parallel : omp_get_num_procs();
+  const int threads = spec.parallel > 0 ? spec.parallel : omp_get_max_threads();
 
   // Work units: a single point (the train_run path), or a chunk of a group of points that
   // differ only in seed, parameterization and optimizer (the multi-run path, diagnostics

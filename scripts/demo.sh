@@ -14,7 +14,7 @@ out=results/demo
 mkdir -p "$out"
 python=/usr/bin/python3; [[ -x $python ]] || python=python3   # Debian's python has h5py/matplotlib
 moedmft=./build/experiments/moedmft
-export OMP_WAIT_POLICY=passive
+export OMP_WAIT_POLICY=passive   # moedmft defaults to it anyway; kept for the other tools
 start=$(date +%s)
 
 echo "== 1-2. regime-I DMFT limit (mssp-I-sgd, M = 8 soft experts, P = 16, 30 full-batch steps)"

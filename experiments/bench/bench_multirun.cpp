@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "experiments/threads.hpp"
 #include "experiments/sweep.hpp"
 #include "models/multirun.hpp"
 #include "models/random.hpp"
@@ -186,6 +187,8 @@ void run_all(int R, int steps, int repeats, const std::string& precision) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  moedmft::ensure_passive_waiting(argv);
+  moedmft::take_threads_arg(argc, argv);  // -j N anywhere, as the moedmft subcommands
   const int R = argc > 1 ? std::atoi(argv[1]) : 24;
   const int steps = argc > 2 ? std::atoi(argv[2]) : 200;
   const std::string precision = argc > 3 ? argv[3] : "float64";

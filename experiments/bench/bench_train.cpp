@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "experiments/threads.hpp"
 #include "experiments/bench/bench_model.hpp"
 #include "models/engine.hpp"
 
@@ -60,6 +61,8 @@ void run_shape(const BenchShape& bs, FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  moedmft::ensure_passive_waiting(argv);
+  moedmft::take_threads_arg(argc, argv);  // -j N anywhere, as the moedmft subcommands
   const std::string which = argc > 1 ? argv[1] : "all";
   std::printf("openblas sgemm n=1024 gflops=%.2f\n", openblas_sgemm_gflops(1024, 10));
   if (which == "all" || which == "small") run_shape(kSmallShape, stdout);

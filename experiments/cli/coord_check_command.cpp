@@ -8,6 +8,7 @@
 #include "data/h5/h5.hpp"
 #include "experiments/cli/commands.hpp"
 #include "experiments/coord_check.hpp"
+#include "experiments/threads.hpp"
 #include "models/types.hpp"
 
 namespace moedmft::cli {
@@ -110,6 +111,7 @@ std::vector<Command> add_coord_check_commands(CLI::App& app) {
     CoordCheckOptions o;
     std::string sizes;
     bool full = false, quiet = false;
+    ThreadsOption threads;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("coord-check", "coordinate check: fit width exponents of every diagnostic "
@@ -133,12 +135,13 @@ std::vector<Command> add_coord_check_commands(CLI::App& app) {
       ->check(CLI::IsMember({"soft", "topk"}))
       ->capture_default_str();
   sub->add_option("--tolerance", a->o.tolerance, "verdict tolerance around the CI")->capture_default_str();
-  sub->add_option("--parallel,-j", a->o.parallel, "threads over runs (0: all cores)")->capture_default_str();
+  add_threads_option(*sub, a->threads);  // runs trained at once
   sub->add_option("--output,-o", a->o.output, "write the results (HDF5)");
   sub->add_option("--set,-s", a->o.sets, "config override key=value for every run (repeatable)");
   sub->add_flag("--all-steps", a->full, "print the table at every diagnostics step");
   sub->add_flag("--quiet,-q", a->quiet, "no progress line");
   return {{sub, [a, optimizer]() {
+             a->o.parallel = a->threads.apply();
              const std::string& p = a->o.param;
              if (optimizer->count() == 0 && p.size() > 5 && p.compare(p.size() - 5, 5, "-adam") == 0)
                a->o.optimizer = "adam";

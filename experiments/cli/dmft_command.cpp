@@ -7,6 +7,8 @@
 #include "data/dataset.hpp"
 #include "data/h5/h5.hpp"
 #include "experiments/cli/commands.hpp"
+#include "experiments/progress.hpp"
+#include "experiments/threads.hpp"
 #include "experiments/toml_section.hpp"
 #include "moedmft_version.hpp"
 #include "solver/dmft/dmft.hpp"
@@ -169,6 +171,7 @@ std::vector<Command> add_dmft_commands(CLI::App& app) {
     std::string config, output;
     std::vector<std::string> sets;
     bool quiet = false;
+    ThreadsOption threads;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("dmft", "infinite-width (DMFT) training dynamics of a dense network, to HDF5");
@@ -176,11 +179,17 @@ std::vector<Command> add_dmft_commands(CLI::App& app) {
   sub->add_option("--set,-s", a->sets, "override a key, e.g. --set dmft.gamma0=0.5 (repeatable)");
   sub->add_option("--output,-o", a->output, "output HDF5 file (overrides the config's output)");
   sub->add_flag("--quiet,-q", a->quiet, "no summary");
+  add_threads_option(*sub, a->threads);
   return {{sub, [a]() {
+             a->threads.apply();
              std::vector<std::string> sets = a->sets;
              if (!a->output.empty()) sets.push_back("output=\"" + a->output + "\"");
              const DmftRun run = read_dmft_config(a->config, sets);
+             ProgressLine line("moedmft dmft", run.cfg.replicates, "replicates",
+                               !a->quiet && dmft::is_output_rank());
+             const dmft::ScopedReplicateProgress scope(line.counter());
              const dmft::DmftResult r = dmft::solve_dmft(run.cfg, run.data.x, run.data.y);
+             line.finish();
              if (!dmft::is_output_rank()) return 0;  // MPI: rank 0 writes
              write_dmft_file(run, r);
              if (!a->quiet)

@@ -1,6 +1,5 @@
 // moedmft command line: a thin layer over the experiment drivers.
 #include <CLI/CLI.hpp>
-#include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
@@ -10,8 +9,10 @@
 #include "experiments/analyze.hpp"
 #include "experiments/cli/commands.hpp"
 #include "experiments/mpi_replicates.hpp"
+#include "experiments/progress.hpp"
 #include "experiments/recorder.hpp"
 #include "experiments/run_config.hpp"
+#include "experiments/threads.hpp"
 #include "experiments/trainer.hpp"
 #include "moedmft_version.hpp"
 
@@ -24,6 +25,7 @@ struct TrainArgs {
   std::vector<std::string> sets;
   std::string output, init_from, init_group, data, save_data;
   bool quiet = false;
+  ThreadsOption threads;
 };
 
 std::string command_line(int argc, char** argv) {
@@ -48,15 +50,16 @@ int run_training(RunConfig& cfg, const TrainArgs& args, const std::string& cmdli
               << ", seed " << cfg.seed << "\n  data: " << data.train.description << "\n"
               << format_resolved(resolved);
   }
-  const bool tty = isatty(fileno(stderr));
+  ProgressLine line("moedmft train", cfg.train.steps, "steps", !args.quiet);
   ProgressFn progress;
   if (!args.quiet)
-    progress = [tty](const Progress& p) {
-      std::fprintf(stderr, "%sstep %ld/%ld  loss %.6e  %.1f steps/s%s", tty ? "\r" : "", p.step, p.total, p.loss,
-                   p.steps_per_second, tty ? "   " : "\n");
-      if (tty && p.step == p.total) std::fputc('\n', stderr);
+    progress = [&line](const Progress& p) {
+      char detail[64];
+      std::snprintf(detail, sizeof detail, "loss %.6e  %.1f steps/s", p.loss, p.steps_per_second);
+      line.update(p.step, detail);
     };
   const RunOutcome outcome = train_run(cfg, data, net, progress);
+  line.finish();
   RunRecord record{&cfg, &table, &resolved, &outcome, data.train.description, cmdline, ""};
   write_run_file(cfg.output, record, initial, net);
   if (outcome.diverged)
@@ -69,6 +72,7 @@ int run_training(RunConfig& cfg, const TrainArgs& args, const std::string& cmdli
 }  // namespace
 
 int main(int argc, char** argv) {
+  ensure_passive_waiting(argv);
   const MpiSession mpi(argc, argv);
   CLI::App app{"moedmft: hyperparameter scaling of Mixture-of-Experts networks (simulator, DMFT, scaling calculus)"};
   app.set_version_flag("--version", std::string(MOEDMFT_VERSION));
@@ -84,6 +88,7 @@ int main(int argc, char** argv) {
   train->add_option("--data", targs.data, "train on this dataset file (HDF5, MNIST IDX or CIFAR-10 binary)");
   train->add_option("--save-data", targs.save_data, "also write the training set to this HDF5 file");
   train->add_flag("--quiet,-q", targs.quiet, "no progress output");
+  add_threads_option(*train, targs.threads);
 
   std::string config_path;
   std::vector<std::string> config_sets;
@@ -158,6 +163,7 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    targs.threads.apply();
     std::vector<std::string> sets = targs.sets;
     if (!targs.output.empty()) sets.push_back("output=\"" + targs.output + "\"");
     if (!targs.init_from.empty()) sets.push_back("train.init_from=\"" + targs.init_from + "\"");

@@ -7,6 +7,8 @@
 
 #include "experiments/cli/commands.hpp"
 #include "experiments/moe_convergence.hpp"
+#include "experiments/progress.hpp"
+#include "experiments/threads.hpp"
 #include "experiments/toml_section.hpp"
 #include "experiments/trainer.hpp"
 #include "solver/dmft/replicates.hpp"
@@ -47,6 +49,7 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
     std::vector<std::string> sets;
     int seeds = 4;
     bool quiet = false;
+    ThreadsOption threads;
   };
   auto a = std::make_shared<Args>();
   auto b = std::make_shared<Args>();
@@ -55,6 +58,7 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
   lim->add_option("--set,-s", a->sets, "override a key, e.g. --set dmft.samples=2048 (repeatable)");
   lim->add_option("--output,-o", a->output, "output HDF5 file (default: the config's output with _limit)");
   lim->add_flag("--quiet,-q", a->quiet, "no summary");
+  add_threads_option(*lim, a->threads);
   lim->add_option("--regime", a->regime, "I, II, III or auto (default: the [dmft] regime key, else auto)");
   CLI::App* conv = app.add_subcommand("converge", "finite-width MoE runs along a width ladder against the regime-I/II/III DMFT limit");
   conv->add_option("--config,-c", b->config, "run TOML (as for train) plus an optional [dmft] section")->required();
@@ -63,6 +67,7 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
   conv->add_option("--seeds", b->seeds, "seeds per width (>= 2)");
   conv->add_option("--output,-o", b->output, "output HDF5 file (default: the config's output with _convergence)");
   conv->add_flag("--quiet,-q", b->quiet, "no progress lines");
+  add_threads_option(*conv, b->threads);
   conv->add_option("--regime", b->regime, "I, II, III or auto (default: the [dmft] regime key, else auto)");
   // --regime is one more override of the document
   auto overrides = [](const Args& x) {
@@ -79,13 +84,17 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
   };
   return {{lim,
            [a, out_name, overrides]() {
+             a->threads.apply();
              const MoeLimitSetup s =
                  read_moe_limit_config(read_config_text(a->config, "--config"), overrides(*a), a->config);
              RunConfig run = s.run;
              const RunData data = prepare_data(run, {});
              const Vec<double> y = data.train.y.col(0);
              const std::string path = out_name(*a, s, "_limit");
+             ProgressLine line("moedmft dmft-moe", 0, "replicates", !a->quiet && dmft::is_output_rank());
+             const dmft::ScopedReplicateProgress scope(line.counter());
              const MoeLimitSolution lim = solve_moe_limit(s, data.train.x, y);
+             line.finish();
              if (!dmft::is_output_rank()) return 0;  // MPI: rank 0 writes
              write_moe_limit(path, s, data.train.x, y, lim);
              if (!a->quiet)
@@ -97,12 +106,13 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
              return 0;
            }},
           {conv, [b, out_name, overrides]() {
+             b->threads.apply();
              const MoeLimitSetup s =
                  read_moe_limit_config(read_config_text(b->config, "--config"), overrides(*b), b->config);
              ConvergenceOptions o;
              o.widths = parse_widths(b->widths);
              o.seeds = b->seeds;
-             if (!b->quiet) o.progress = [](const std::string& line) { std::cerr << "moedmft converge: " << line << "\n"; };
+             o.progress = !b->quiet;
              const ConvergenceResult r = run_convergence(s, o);
              const std::string path = out_name(*b, s, "_convergence");
              write_convergence(path, s, r);

@@ -1,13 +1,14 @@
 // `moedmft sweep`: run a grid (or one shard of it), gather shards, or write Slurm batch scripts.
-#include <unistd.h>
-
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "experiments/cli/commands.hpp"
+#include "experiments/progress.hpp"
 #include "experiments/sweep.hpp"
+#include "experiments/threads.hpp"
 
 namespace moedmft::cli {
 namespace {
@@ -19,21 +20,11 @@ struct SweepArgs {
   std::vector<std::string> sets;
   bool dry_run = false, resume = false, quiet = false, gather = false;
   int parallel = -1;
+  ThreadsOption threads;
   SlurmOptions slurm;
   const CLI::Option* slurm_flag = nullptr;
   const CLI::Option* cpus_flag = nullptr;
 };
-
-std::string clock_text(double seconds) {
-  if (seconds < 0) return "--:--";
-  const long s = long(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600)
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", s / 3600, (s / 60) % 60, s % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%02ld:%02ld", s / 60, s % 60);
-  return buf;
-}
 
 void print_points(const SweepSpec& spec, const std::vector<SweepPoint>& points, const SweepShard& shard) {
   long mine = 0;
@@ -71,8 +62,13 @@ int run(SweepArgs& a) {
   if (!a.output.empty()) spec.output = a.output;
   // The new flags are checked here, not by CLI11, so that a bad value exits 2 like any config error.
   if (a.parallel != -1) {
-    if (a.parallel < 0 || a.parallel > 1024) throw ConfigError("--parallel: must be in 0..1024 (0 = all cores)");
+    if (a.parallel < 0 || a.parallel > 1024) throw ConfigError("--parallel: must be in 0..1024 (0 = what OpenMP would use)");
     spec.parallel = a.parallel;
+  }
+  // -j caps the points trained at once (each trains on one thread), like every thread count.
+  if (a.threads.given()) {
+    const int j = a.threads.apply();
+    spec.parallel = spec.parallel > 0 ? std::min(spec.parallel, j) : j;
   }
   if (a.cpus_flag->count() && (a.slurm.cpus_per_task < 1 || a.slurm.cpus_per_task > 1024))
     throw ConfigError("--cpus-per-task: must be in 1..1024");
@@ -94,21 +90,17 @@ int run(SweepArgs& a) {
     std::cout << spec.output << "\n";
     return 0;
   }
-  const bool tty = isatty(fileno(stderr));
   SweepOptions options;
   options.resume = a.resume;
   options.shard = shard;
+  ProgressLine line("moedmft sweep", 0, "points", !a.quiet);
   if (!a.quiet)
-    options.progress = [tty](const SweepProgress& p) {
-      constexpr int width = 30;
-      const int filled = p.total ? int(width * p.done / p.total) : width;
-      std::fprintf(stderr, "%s[%s%s] %ld/%ld points (%ld resumed)  elapsed %s  eta %s%s", tty ? "\r" : "",
-                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), p.done, p.total,
-                   p.skipped, clock_text(p.elapsed_seconds).c_str(), clock_text(p.eta_seconds).c_str(),
-                   tty ? "  " : "\n");
-      if (tty && p.done == p.total) std::fputc('\n', stderr);
+    options.progress = [&line](const SweepProgress& p) {
+      line.set_total(p.total);
+      line.update(p.done, "", p.skipped);
     };
   const SweepSummary summary = run_sweep(spec, options);
+  line.finish();
   if (!a.quiet)
     std::cerr << "moedmft sweep" << (shard.count > 1 ? " --shard " + shard.text() : std::string()) << ": trained "
               << summary.trained << ", resumed " << summary.skipped << ", diverged " << summary.diverged << "\n";
@@ -128,7 +120,8 @@ std::vector<Command> add_sweep_commands(CLI::App& app) {
   sweep->add_flag("--dry-run", a->dry_run, "print the expanded grid (or the shard's points) and check every point");
   sweep->add_flag("--resume", a->resume, "keep the finished points of an interrupted sweep (or shard)");
   sweep->add_flag("--quiet,-q", a->quiet, "no progress output");
-  sweep->add_option("--parallel", a->parallel, "points trained at once (overrides the sweep's parallel; 0: all cores)");
+  sweep->add_option("--parallel", a->parallel, "points trained at once (overrides the sweep's parallel; 0: what OpenMP would use)");
+  add_threads_option(*sweep, a->threads);
   sweep->add_option("--shard", a->shard, "run shard I of N: the points with index % N == I (no gather)");
   sweep->add_flag("--gather", a->gather, "merge the finished shards' points into the gathered file");
   a->slurm_flag =

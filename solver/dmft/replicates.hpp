@@ -4,6 +4,7 @@
 // holds all R of them in replicate order. The statistics are then those of a one-process solve,
 // bit for bit: a replicate's seed depends only on its index.
 #pragma once
+#include <atomic>
 #include <exception>
 #include <functional>
 #include <stdexcept>
@@ -23,6 +24,29 @@ struct ReplicateSplit {
 };
 void set_replicate_split(ReplicateSplit split);
 const ReplicateSplit& replicate_split();
+// Progress of the solves (experiments/progress.hpp draws it; this library knows nothing of it):
+// called as each of this process's replicates finishes with (finished, this process's count),
+// from the OpenMP worker threads but one call at a time. A throwing callback is ignored.
+using ReplicateProgressFn = std::function<void(int done, int total)>;
+void set_replicate_progress(ReplicateProgressFn progress);
+const ReplicateProgressFn& replicate_progress();
+struct ScopedReplicateProgress {
+  explicit ScopedReplicateProgress(ReplicateProgressFn progress) { set_replicate_progress(std::move(progress)); }
+  ~ScopedReplicateProgress() { set_replicate_progress({}); }
+  ScopedReplicateProgress(const ScopedReplicateProgress&) = delete;
+  ScopedReplicateProgress& operator=(const ScopedReplicateProgress&) = delete;
+};
+inline void report_replicate_done(std::atomic<int>& finished, int total) {
+  const ReplicateProgressFn& progress = replicate_progress();
+  if (!progress) return;
+  const int done = ++finished;
+#pragma omp critical(moedmft_replicate_progress)
+  try {
+    progress(done, total);
+  } catch (...) {
+  }
+}
+
 // Rank 0 alone writes files and prints results.
 inline bool is_output_rank() { return replicate_split().rank == 0; }
 
@@ -86,15 +110,22 @@ template <class Trace, class March>
 std::vector<Trace> solve_replicates(int R, int threads, March march) {
   const ReplicateSplit& split = replicate_split();
   std::vector<Trace> runs(R);
+  std::atomic<int> finished{0};
   if (split.ranks <= 1 || !split.share) {
-    parallel_replicates(R, threads, [&](int r) { runs[r] = march(r); });
+    parallel_replicates(R, threads, [&](int r) {
+      runs[r] = march(r);
+      report_replicate_done(finished, R);
+    });
     return runs;
   }
   std::vector<int> mine;
   for (int r = split.rank; r < R; r += split.ranks) mine.push_back(r);
   std::exception_ptr failure;
   try {
-    parallel_replicates(int(mine.size()), threads, [&](int i) { runs[mine[i]] = march(mine[i]); });
+    parallel_replicates(int(mine.size()), threads, [&](int i) {
+      runs[mine[i]] = march(mine[i]);
+      report_replicate_done(finished, int(mine.size()));
+    });
   } catch (...) {
     failure = std::current_exception();
   }
