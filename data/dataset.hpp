@@ -54,6 +54,8 @@ TrainValSplit make_teacher_dataset(const TeacherConfig& cfg);
 // HDF5: /x [P,D] float; /y either [P] integer classes or [P,C] float targets.
 Dataset load_hdf5_dataset(const std::string& path);
 void save_hdf5_dataset(const std::string& path, const Dataset& ds);
+// The same layout into an open file (`loc`: the file), for writers that make it atomic.
+void write_hdf5_dataset(int64_t loc, const Dataset& ds);
 
 // CIFAR-10 binary: records of 1 label byte + 3072 pixel bytes; pixels scaled to [0,1].
 Dataset load_cifar10_binary(const std::vector<std::string>& files, int max_points = -1);

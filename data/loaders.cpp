@@ -144,8 +144,13 @@ Dataset load_hdf5_dataset(const std::string& path) {
 }
 
 void save_hdf5_dataset(const std::string& path, const Dataset& ds) {
-  ds.validate();
   h5::File f(path, h5::Mode::truncate);
+  write_hdf5_dataset(f.id(), ds);
+  f.flush();
+}
+
+void write_hdf5_dataset(int64_t f, const Dataset& ds) {
+  ds.validate();
   const auto P = static_cast<hsize_t>(ds.size());
   h5::write(f, "/x", ds.x.data(), {P, static_cast<hsize_t>(ds.input_dim())});
   h5::write(f, "/y", ds.y.data(), {P, static_cast<hsize_t>(ds.output_dim())});
@@ -155,7 +160,6 @@ void save_hdf5_dataset(const std::string& path, const Dataset& ds) {
     h5::write_attr(f, "/labels", "num_classes", static_cast<int64_t>(ds.num_classes));
   }
   h5::write_attr(f, "/", "description", ds.description);
-  f.flush();
 }
 
 // ---- CIFAR-10 --------------------------------------------------------------------------

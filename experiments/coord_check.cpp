@@ -15,8 +15,10 @@
 #include <sstream>
 
 #include "data/h5/h5.hpp"
+#include "experiments/file_guard.hpp"
 #include "experiments/progress.hpp"
 #include "experiments/trainer.hpp"
+#include "moedmft_version.hpp"
 
 namespace moedmft {
 
@@ -60,7 +62,7 @@ std::vector<std::string> ladder_sets(const CoordCheckOptions& o, int n, int seed
       "data.P=" + std::to_string(o.batch), "data.P_val=0", "data.D=16", "model.N=" + std::to_string(p.N),
       "model.Ne=" + std::to_string(p.Ne), "model.M=" + std::to_string(p.M),
       std::string("model.routing=\"") + (soft ? "soft" : "topk") + "\"", "model.K=" + std::to_string(p.K),
-      "param.table=\"" + o.param + "\"", "optim.kind=\"" + o.optimizer + "\"",
+      string_override("param.table", o.param), string_override("optim.kind", o.optimizer),
       "optim.lr=" + float_text(coord_lr(o)), "train.steps=" + std::to_string(o.steps),
       "train.batch_size=" + std::to_string(o.batch), "train.protocol=\"full_batch\"", "train.diag_every=1",
       "train.probe_size=64", "train.log_every=1000000",
@@ -336,6 +338,8 @@ CoordCheckResult run_coord_check(const CoordCheckOptions& opt, bool quiet) {
       p.cfg = parse_run_config("", p.sets, "coord-check");
       points.push_back(std::move(p));
     }
+  r.config_toml = points.front().cfg.resolved_toml;
+  r.table_toml = param_table_to_toml(table);
   const bool residual = points.front().cfg.model.residual;
   const PredictionContext ctx = prediction_context(table, opt.regime, opt.optimizer, residual);
   std::vector<RunOutcome> outcomes(points.size());
@@ -398,12 +402,15 @@ CoordCheckResult run_coord_check(const CoordCheckOptions& opt, bool quiet) {
   return r;
 }
 
-void write_coord_check(const std::string& path, const CoordCheckResult& r) {
-  const std::string partial = path + ".partial";
-  {
-    h5::File f(partial, h5::Mode::truncate);
+void write_coord_check(const std::string& path, const CoordCheckResult& r,
+                       const std::vector<std::pair<std::string, std::string>>& text_attrs) {
+  write_h5_atomically(path, [&](h5::File& f) {
     const auto& o = r.options;
     h5::write_attr(f, "/", "kind", std::string("coord_check"));
+    h5::write_attr(f, "/", "moedmft_version", std::string(MOEDMFT_VERSION));
+    h5::write_attr(f, "/", "config_toml", r.config_toml);
+    h5::write_attr(f, "/", "table_toml", r.table_toml);
+    for (const auto& [name, text] : text_attrs) h5::write_attr(f, "/", name, text);
     h5::write_attr(f, "/", "regime", o.regime);
     h5::write_attr(f, "/", "param", o.param);
     h5::write_attr(f, "/", "optimizer", o.optimizer);
@@ -474,8 +481,7 @@ void write_coord_check(const std::string& path, const CoordCheckResult& r) {
     h5::write_strings(f, "predicted_terms", std::vector<std::string>(atoms.begin() + long(last), atoms.end()));
     h5::attach_scale(f, "predicted_terms", "metric", 0);
     h5::write_attr(f, "verdict", "diag_step", int64_t(r.diag_steps.back()));
-  }
-  std::rename(partial.c_str(), path.c_str());
+  });
 }
 
 }  // namespace moedmft

@@ -93,6 +93,7 @@ struct CoordCheckResult {
   std::vector<int> sizes, seeds;
   std::vector<long> diag_steps;
   std::vector<std::string> metrics;
+  std::string config_toml, table_toml;  // the first point's resolved config; the table's text
   std::vector<double> values;  // [size, seed, diag_step, metric], NaN where a run diverged
   // per [diag_step, metric]
   std::vector<SlopeFit> fits;
@@ -109,6 +110,9 @@ struct CoordCheckResult {
 // Fits, predictions and verdicts from the raw values (fills fits, predictions, verdicts).
 void evaluate_coord_check(CoordCheckResult& r, const PredictionContext& ctx);
 CoordCheckResult run_coord_check(const CoordCheckOptions& o, bool quiet = true);
-void write_coord_check(const std::string& path, const CoordCheckResult& r);
+// `text_attrs`: further string attributes on "/" (the printed table and summary), written in the
+// same atomic write.
+void write_coord_check(const std::string& path, const CoordCheckResult& r,
+                       const std::vector<std::pair<std::string, std::string>>& text_attrs = {});
 
 }  // namespace moedmft

@@ -7,11 +7,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <vector>
 #include <stdexcept>
 
+#include "data/h5/h5.hpp"
 #include "models/types.hpp"
 
 namespace moedmft {
@@ -39,6 +41,45 @@ std::string holder_of(int fd) {
 
 std::string process_partial(const std::string& path) {
   return path + ".partial." + host_name() + "." + std::to_string(getpid());
+}
+
+void write_h5_atomically(const std::string& path, const std::function<void(h5::File&)>& body) {
+  namespace fs = std::filesystem;
+  const std::string partial = process_partial(path);
+  auto discard = [&] {
+    std::error_code ignored;
+    fs::remove(partial, ignored);
+  };
+  try {
+    const fs::path target(path);
+    if (target.has_parent_path()) fs::create_directories(target.parent_path());
+    {
+      h5::File f(partial, h5::Mode::memory);  // a failed body closes it unwritten
+      body(f);
+      f.commit();
+    }
+    fs::rename(partial, target);
+  } catch (const ConfigError&) {
+    discard();
+    throw;
+  } catch (const std::exception& e) {
+    discard();
+    throw std::runtime_error("cannot write '" + path + "': " + e.what());
+  }
+}
+
+void write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string partial = process_partial(path);
+  std::ofstream out(partial, std::ios::binary);
+  out << text;
+  out.close();
+  std::error_code ec;
+  if (out) std::filesystem::rename(partial, path, ec);
+  if (!out || ec) {
+    const std::string why = ec ? ec.message() : std::strerror(errno);
+    std::filesystem::remove(partial, ec);
+    throw std::runtime_error("cannot write '" + path + "': " + why);
+  }
 }
 
 bool stale_partial(const std::string& filename) {

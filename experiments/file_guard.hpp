@@ -1,9 +1,23 @@
 // Guards for outputs that several processes may touch at once (sweep shards on a cluster, a sweep
 // started twice by mistake): advisory file locks, per-process temporary names, content digests.
 #pragma once
+#include <functional>
 #include <string>
 
 namespace moedmft {
+
+namespace h5 {
+class File;
+}
+
+// Writes the HDF5 file `path` so that it is either complete or not there: `body` fills a
+// process_partial temporary, which is closed with every result checked and renamed onto `path`
+// only when all succeeded. On failure the temporary is removed, the file already under `path` (if
+// any) is untouched, and std::runtime_error "cannot write 'PATH': REASON" is thrown (a ConfigError
+// from `body` is passed on as it is). Parent folders are created.
+void write_h5_atomically(const std::string& path, const std::function<void(h5::File&)>& body);
+// The same for a text file (a generated table, a job script).
+void write_text_atomically(const std::string& path, const std::string& text);
 
 // "<path>.partial.<host>.<pid>": a file being written, private to this process, renamed onto
 // `path` when complete. Two processes writing the same file never write the same temporary.

@@ -1,10 +1,10 @@
 // HDF5 outputs of `dmft-moe` and `converge` (regimes I, II and III): dimension scales so that xarray
 // opens every variable with named dimensions, and the run's resolved config, table and limit
 // constants as attributes. Files are written under a temporary name and renamed when complete.
-#include <filesystem>
 #include <limits>
 
 #include "data/h5/h5.hpp"
+#include "experiments/file_guard.hpp"
 #include "experiments/moe_convergence.hpp"
 #include "experiments/recorder.hpp"
 #include "moedmft_version.hpp"
@@ -164,24 +164,11 @@ void put_solution(hid_t f, const std::string& prefix, const MoeLimitSetup& setup
   }
 }
 
-template <class Body>
-void atomic_write(const std::string& path, Body body) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const std::string partial = path + ".partial";
-  {
-    h5::File f(partial, h5::Mode::truncate);
-    body(f);
-  }
-  fs::rename(partial, target);
-}
-
 }  // namespace
 
 void write_moe_limit(const std::string& path, const MoeLimitSetup& setup, const Mat<double>& x, const Vec<double>& y,
                      const MoeLimitSolution& limit) {
-  atomic_write(path, [&](h5::File& f) {
+  write_h5_atomically(path, [&](h5::File& f) {
     write_common_attrs(f, setup, "dmft_moe");
     put_solution(f, "", setup, limit);
     const size_t T1 = limit.loss.size(), P = x.rows();
@@ -196,7 +183,7 @@ void write_moe_limit(const std::string& path, const MoeLimitSetup& setup, const 
 }
 
 void write_convergence(const std::string& path, const MoeLimitSetup& setup, const ConvergenceResult& r) {
-  atomic_write(path, [&](h5::File& f) {
+  write_h5_atomically(path, [&](h5::File& f) {
     write_common_attrs(f, setup, "dmft_convergence");
     put_solution(f, "limit_", setup, r.limit);
     std::vector<int64_t> widths(r.widths.begin(), r.widths.end());

@@ -1,7 +1,6 @@
 #include "experiments/recorder.hpp"
 
 #include <cstdio>
-#include <filesystem>
 #include <iomanip>
 #include <sstream>
 
@@ -55,12 +54,7 @@ std::string format_resolved(const ResolvedParam& p) {
 template <class T>
 void write_run_file(const std::string& path, const RunRecord& rec, const MoeNetwork<T>& initial,
                     const MoeNetwork<T>& final_net) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const std::string partial = process_partial(path);
-  {
-    h5::File f(partial, h5::Mode::truncate);
+  write_h5_atomically(path, [&](h5::File& f) {
     const RunConfig& cfg = *rec.config;
     const RunOutcome& out = *rec.outcome;
     h5::write_attr(f, "/", "moedmft_version", std::string(MOEDMFT_VERSION));
@@ -114,8 +108,7 @@ void write_run_file(const std::string& path, const RunRecord& rec, const MoeNetw
     }
     save_weights(f.id(), "/weights_init", initial);
     save_weights(f.id(), "/weights", final_net);
-  }
-  fs::rename(partial, target);
+  });
 }
 
 template void write_run_file<float>(const std::string&, const RunRecord&, const MoeNetwork<float>&, const MoeNetwork<float>&);

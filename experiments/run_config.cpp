@@ -1,8 +1,10 @@
 #include "experiments/run_config.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
+#include "data/h5/h5.hpp"
 #include "experiments/toml_section.hpp"
 
 namespace moedmft {
@@ -171,13 +173,52 @@ RunConfig parse_run_config(const std::string& toml_text, const std::vector<std::
   return c;
 }
 
+namespace {
+
+bool is_hdf5_file(const std::string& path) {
+  static const char kSignature[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+  char head[8] = {};
+  std::ifstream in(path, std::ios::binary);
+  return in.read(head, 8) && std::equal(head, head + 8, kSignature);
+}
+
+RunConfig load_from_result(const std::string& path, const std::vector<std::string>& overrides) {
+  std::string kind, config, table;
+  try {
+    h5::File f(path, h5::Mode::read);
+    kind = h5::has_attr(f, "/", "kind") ? h5::read_attr_string(f, "/", "kind") : "unknown";
+    if (kind == "train") {
+      config = h5::read_attr_string(f, "/", "config_toml");
+      if (h5::has_attr(f, "/param", "table_toml")) table = h5::read_attr_string(f, "/param", "table_toml");
+    }
+  } catch (const std::runtime_error& e) {
+    throw ConfigError("--config: cannot read the stored config of '" + path + "': " + e.what());
+  }
+  if (kind != "train")
+    throw ConfigError("--config: '" + path + "' is a " + kind + " file; only train results (kind train) store a run's config");
+  RunConfig c = parse_run_config(config, overrides, path);
+  // The stored table text stands in for the table only while the run still names that table.
+  if (!table.empty() && c.param_table == parse_run_config(config, {}, path).param_table) c.param_table_text = table;
+  return c;
+}
+
+}  // namespace
+
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
+  if (!path.empty() && !std::filesystem::is_directory(path) && is_hdf5_file(path)) return load_from_result(path, overrides);
   const std::string text = path.empty() ? std::string() : read_config_text(path, "--config");
   return parse_run_config(text, overrides, path.empty() ? "defaults" : path);
 }
 
+std::string string_override(const std::string& key, const std::string& value) {
+  std::ostringstream s;
+  s << key << '=' << toml::value<std::string>(value);
+  return s.str();
+}
+
 ResolvedParam resolve_run_param(const RunConfig& cfg, ParamTable* table_out) {
-  const ParamTable table = load_param_table(cfg.param_table);
+  const ParamTable table =
+      cfg.param_table_text.empty() ? load_param_table(cfg.param_table) : parse_param_table(cfg.param_table_text, cfg.param_table);
   if (table_out) *table_out = table;
   return resolve(table, cfg.shape, cfg.model.m_base, cfg.resolve);
 }

@@ -42,6 +42,9 @@ struct RunConfig {
   Shape shape;
   ModelOptions model;
   std::string param_table = "mup-I-sgd";
+  // The table's TOML text when the config came from a result file (its table file may be gone);
+  // empty: param_table is looked up as a built-in name or a file.
+  std::string param_table_text;
   ResolveInputs resolve;  // base lr/eps/wd, knobs, overrides (adam_like set from optim.kind)
   OptimizerConfig optim;
   TrainConfig train;
@@ -54,7 +57,13 @@ struct RunConfig {
 // read as a TOML value, falling back to a plain string. Throws ConfigError.
 RunConfig parse_run_config(const std::string& toml_text, const std::vector<std::string>& overrides,
                            const std::string& origin = "config");
+// `path`: a TOML file, or a train result file (HDF5), whose stored resolved config and table text
+// are re-used, so that `train -c RUN.h5` repeats that run.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// "key=VALUE" with VALUE written as a TOML string (quotes and backslashes escaped): how a CLI value
+// (a path, a name) becomes an override without its characters changing what it says.
+std::string string_override(const std::string& key, const std::string& value);
 
 // The parameterization table the run names, resolved for its shape.
 ResolvedParam resolve_run_param(const RunConfig& cfg, ParamTable* table_out = nullptr);

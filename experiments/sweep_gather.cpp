@@ -141,9 +141,7 @@ void detail::gather_unlocked(const SweepSpec& spec) {
     grid.push_back(a.labels.size());
     axis_names.push_back(a.name);
   }
-  const std::string partial = process_partial(spec.output);
-  {
-    h5::File f(partial, h5::Mode::truncate);
+  write_h5_atomically(spec.output, [&](h5::File& f) {
     h5::write_attr(f, "/", "moedmft_version", std::string(MOEDMFT_VERSION));
     h5::write_attr(f, "/", "kind", std::string("sweep"));
     h5::write_attr(f, "/", "sweep_toml", spec.spec_toml);
@@ -222,8 +220,7 @@ void detail::gather_unlocked(const SweepSpec& spec) {
       write_variable(f, "/val_loss", val, with({R}), names_with({"diag_step"}));
       write_variable(f, "/diagnostics", diag, with({R, Q}), names_with({"diag_step", "metric"}));
     }
-  }
-  fs::rename(partial, spec.output);
+  });
 }
 
 }  // namespace moedmft

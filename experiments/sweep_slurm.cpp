@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "experiments/file_guard.hpp"
 #include "experiments/sweep.hpp"
 
 namespace moedmft {
@@ -19,10 +20,7 @@ std::string quoted(const std::string& s) {
 }
 
 void write_script(const std::string& path, const std::string& text) {
-  std::ofstream out(path);
-  out << text;
-  out.close();
-  if (!out) throw ConfigError("--slurm: cannot write '" + path + "'");
+  write_text_atomically(path, text);
   fs::permissions(path, fs::perms::owner_exec | fs::perms::group_exec | fs::perms::others_exec,
                   fs::perm_options::add);
 }

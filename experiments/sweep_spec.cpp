@@ -141,6 +141,17 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::vector<std::
       throw ConfigError(field + ": '" + axis.name + "' is reserved for the output layout");
     for (const auto& other : spec.axes)
       if (other.name == axis.name) throw ConfigError(field + ": '" + axis.name + "' is used by two axes");
+    // Two axes writing one key: the later wins at every point, so the earlier axis' coordinates
+    // would label runs that never had those values.
+    auto overlaps = [](const std::string& x, const std::string& y) {
+      return x == y || x.rfind(y + ".", 0) == 0 || y.rfind(x + ".", 0) == 0;
+    };
+    for (const auto& other : spec.axes)
+      for (const auto& mine : axis.sets)
+        for (const auto& theirs : other.sets)
+          if (overlaps(mine.first, theirs.first))
+            throw ConfigError("axis[" + std::to_string(position - 1) + "]: axes '" + other.name + "' and '" + axis.name +
+                              "' both set '" + theirs.first + "' (one axis per key; list several keys on one axis with `keys`)");
     spec.axes.push_back(std::move(axis));
   }
   return spec;

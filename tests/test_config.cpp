@@ -86,3 +86,11 @@ TEST_CASE("set of a whole section is refused instead of dropping the section's k
   CHECK_THROWS_WITH(parse_run_config(doc, {"model={N=16}"}), Catch::StartsWith("--set model: 'model' is a section"));
   CHECK(parse_run_config(doc, {"model.N=16"}).shape.Ne == 32);  // a key inside keeps the rest
 }
+
+TEST_CASE("CLI values become TOML strings with quotes and backslashes intact", "[config]") {
+  for (const std::string& name : {std::string("out\".h5"), std::string("a\\b.h5"), std::string("x\" \nseed = 3 #.h5")}) {
+    const RunConfig c = parse_run_config("", {string_override("output", name)});
+    CHECK(c.output == name);
+    CHECK(c.seed == 1);  // nothing in the name is read as another key
+  }
+}

@@ -95,6 +95,10 @@ TEST_CASE("sweep spec errors name the field", "[sweep]") {
   CHECK_THAT(error_of("outptu = \"x\"\n"), Contains("outptu: unknown key"));
   CHECK_THAT(error_of("[[axis]]\nname = \"k\"\nkey = \"model.K\"\nvalues = [2, 9]\n"),
              Contains("sweep point 1 (k=9): model.K"));
+  // two axes writing one key would label every point with coordinates it never had
+  CHECK_THAT(error_of("[[axis]]\nname = \"a\"\nkey = \"optim.lr\"\nvalues = [0.1, 0.2]\n"
+                      "[[axis]]\nname = \"b\"\nkeys = [\"model.N\", \"optim.lr\"]\nvalues = [0.3]\n"),
+             Contains("axis[1]: axes 'a' and 'b' both set 'optim.lr'"));
 }
 
 TEST_CASE("a sweep killed mid-run resumes without redoing or corrupting finished points", "[sweep]") {

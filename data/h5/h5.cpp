@@ -3,8 +3,13 @@
 
 #include <hdf5_hl.h>
 
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
+#include <vector>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace moedmft::h5 {
 namespace {
@@ -44,9 +49,14 @@ std::string full_path(hid_t loc, const std::string& path) {
   return base == "/" ? "/" + path : base + "/" + path;
 }
 
+std::string with_reason(const std::string& message) {
+  const std::string why = system_reason();
+  return why.empty() ? message : message + " (" + why + ")";
+}
+
 [[noreturn]] void fail(hid_t loc, const std::string& path, const std::string& what) {
-  throw std::runtime_error("HDF5: " + what + " '" + full_path(loc, path) + "' in file '" +
-                           file_name_of(loc) + "'");
+  throw std::runtime_error(with_reason("HDF5: " + what + " '" + full_path(loc, path) + "' in file '" +
+                                       file_name_of(loc) + "'"));
 }
 
 Handle check(hid_t id, hid_t loc, const std::string& path, const std::string& what) {
@@ -272,12 +282,35 @@ Handle& Handle::operator=(Handle&& o) noexcept {
 
 // ---- File ------------------------------------------------------------------------------
 
+std::string system_reason() {
+  // The sec2 driver's message reads "... errno = 27, error message = 'File too large', ...".
+  std::string found;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
+    const std::string desc = e->desc ? e->desc : "";
+    const std::string key = "error message = '";
+    const size_t at = desc.find(key);
+    if (at != std::string::npos) {
+      const size_t end = desc.find('\'', at + key.size());
+      *static_cast<std::string*>(out) = desc.substr(at + key.size(), end - at - key.size());
+      return 1;  // the innermost system error is enough
+    }
+    return 0;
+  }, &found);
+  return found;
+}
+
 File::File(const std::string& path, Mode mode) : path_(path) {
   silence_hdf5();
   hid_t id = -1;
   if (mode == Mode::read) {
     id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
     if (id < 0) throw std::runtime_error("cannot open HDF5 file '" + path + "' for reading");
+  } else if (mode == Mode::memory) {
+    Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
+    if (!fapl.valid() || H5Pset_fapl_core(fapl, size_t(8) << 20, 0) < 0)
+      throw std::runtime_error("cannot set up an in-memory HDF5 file for '" + path + "'");
+    id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (id < 0) throw std::runtime_error(with_reason("cannot create HDF5 file '" + path + "' in memory"));
   } else {
     struct stat st {};
     const bool present = ::stat(path.c_str(), &st) == 0;
@@ -292,7 +325,35 @@ File::File(const std::string& path, Mode mode) : path_(path) {
 
 void File::flush() {
   if (H5Fflush(handle_, H5F_SCOPE_LOCAL) < 0)
-    throw std::runtime_error("cannot flush HDF5 file '" + path_ + "'");
+    throw std::runtime_error(with_reason("cannot flush HDF5 file '" + path_ + "'"));
+}
+
+void File::commit() {
+  if (!handle_.valid()) throw std::logic_error("h5::File::commit: '" + path_ + "' is not open");
+  const hid_t id = handle_.release();
+  std::vector<char> image;
+  const ssize_t size = H5Fflush(id, H5F_SCOPE_LOCAL) >= 0 ? H5Fget_file_image(id, nullptr, 0) : -1;
+  if (size > 0) image.resize(size_t(size));
+  const bool built = size > 0 && H5Fget_file_image(id, image.data(), image.size()) == size;
+  const std::string why = built ? std::string() : system_reason();
+  H5Fclose(id);  // in memory: nothing left to fail
+  if (!built)
+    throw std::runtime_error("HDF5: cannot build the contents of '" + path_ + "'" + (why.empty() ? "" : " (" + why + ")"));
+  const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error(std::string("cannot create the file: ") + std::strerror(errno));
+  size_t done = 0;
+  while (done < image.size()) {
+    const ssize_t n = ::write(fd, image.data() + done, image.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      throw std::runtime_error(std::strerror(err));
+    }
+    done += size_t(n);
+  }
+  // quotas and network file systems may report a full disk only here
+  if (::fsync(fd) != 0 || ::close(fd) != 0) throw std::runtime_error(std::strerror(errno));
 }
 
 // ---- groups and links ------------------------------------------------------------------

@@ -22,12 +22,16 @@ class Handle {
   hid_t id() const { return id_; }
   operator hid_t() const { return id_; }
   bool valid() const { return id_ >= 0; }
+  hid_t release() { const hid_t id = id_; id_ = -1; return id; }  // the caller closes it
 
  private:
   hid_t id_ = -1;
 };
 
-enum class Mode { read, read_write, truncate };
+// memory: a new file built in RAM (HDF5 core driver) and written out by commit(): HDF5 itself then
+// never writes to disk, so a full disk cannot leave it with a half-flushed file (HDF5 1.10 cannot
+// close such a file, and crashes at exit trying again).
+enum class Mode { read, read_write, truncate, memory };
 
 class File {
  public:
@@ -36,6 +40,10 @@ class File {
   operator hid_t() const { return handle_.id(); }
   const std::string& path() const { return path_; }
   void flush();
+  // Mode::memory only: writes the file's bytes to path() with every write, the fsync and the
+  // close checked, and closes the file (also on failure: no handle outlives it). Throws
+  // std::runtime_error with the system's reason ("File too large", "No space left on device").
+  void commit();
 
  private:
   std::string path_;
@@ -61,6 +69,10 @@ std::vector<float> read_float(hid_t loc, const std::string& path, std::vector<hs
 std::vector<int64_t> read_int64(hid_t loc, const std::string& path, std::vector<hsize_t>* dims = nullptr);
 std::vector<std::string> read_strings(hid_t loc, const std::string& path);
 bool is_integer_dataset(hid_t loc, const std::string& path);
+
+// The operating system's reason for the last failed HDF5 call ("File too large"), from the
+// library's error stack, or "" when the failure was not a system call's.
+std::string system_reason();
 
 // Attributes on the object at `path` ("." or "/" for loc itself). Writing replaces.
 void write_attr(hid_t loc, const std::string& path, const std::string& name, const std::string& value);

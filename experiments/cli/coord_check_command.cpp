@@ -96,10 +96,8 @@ int run_coord_check_command(const CoordCheckOptions& o, const std::string& sizes
   }
   std::cout << format_coord_summary(r);
   if (!opt.output.empty()) {
-    write_coord_check(opt.output, r);
-    h5::File f(opt.output, h5::Mode::read_write);
-    h5::write_attr(f, "/", "table", format_coord_table(r, r.diag_steps.size() - 1));
-    h5::write_attr(f, "/", "summary", format_coord_summary(r));
+    write_coord_check(opt.output, r, {{"table", format_coord_table(r, r.diag_steps.size() - 1)},
+                                      {"summary", format_coord_summary(r)}});
     std::cout << "wrote " << opt.output << "\n";
   }
   return 0;

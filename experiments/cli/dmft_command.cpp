@@ -1,11 +1,12 @@
 // `moedmft dmft --config dmft.toml`: the infinite-width (DMFT) training dynamics of a dense network
 // on a dataset, written to HDF5 with named dimensions (step, point, point2, layer, replicate, feature).
-#include <filesystem>
 #include <iostream>
 #include <memory>
 
 #include "data/dataset.hpp"
 #include "data/h5/h5.hpp"
+#include "experiments/file_guard.hpp"
+#include "experiments/run_config.hpp"
 #include "experiments/cli/commands.hpp"
 #include "experiments/progress.hpp"
 #include "experiments/threads.hpp"
@@ -100,12 +101,7 @@ DmftRun read_dmft_config(const std::string& path, const std::vector<std::string>
 }
 
 void write_dmft_file(const DmftRun& run, const dmft::DmftResult& r) {
-  namespace fs = std::filesystem;
-  const fs::path target(run.output);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
-  const std::string partial = run.output + ".partial";
-  {
-    h5::File f(partial, h5::Mode::truncate);
+  write_h5_atomically(run.output, [&](h5::File& f) {
     const hsize_t T1 = r.f.rows(), P = r.f.cols(), L = r.Phi.size(), R = r.f_replicates.size();
     h5::write_attr(f, "/", "kind", std::string("dmft"));
     h5::write_attr(f, "/", "moedmft_version", std::string(MOEDMFT_VERSION));
@@ -160,8 +156,7 @@ void write_dmft_file(const DmftRun& run, const dmft::DmftResult& r) {
       h5::write(f, "two_time/Phi" + n, r.Phi_two[l].data(), {hsize_t(r.Phi_two[l].rows()), hsize_t(r.Phi_two[l].cols())});
       h5::write(f, "two_time/G" + n, r.G_two[l].data(), {hsize_t(r.G_two[l].rows()), hsize_t(r.G_two[l].cols())});
     }
-  }
-  fs::rename(partial, target);
+  });
 }
 
 }  // namespace
@@ -183,7 +178,7 @@ std::vector<Command> add_dmft_commands(CLI::App& app) {
   return {{sub, [a]() {
              a->threads.apply();
              std::vector<std::string> sets = a->sets;
-             if (!a->output.empty()) sets.push_back("output=\"" + a->output + "\"");
+             if (!a->output.empty()) sets.push_back(string_override("output", a->output));
              const DmftRun run = read_dmft_config(a->config, sets);
              ProgressLine line("moedmft dmft", run.cfg.replicates, "replicates",
                                !a->quiet && dmft::is_output_rank());

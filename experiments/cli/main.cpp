@@ -6,8 +6,10 @@
 #include <sstream>
 
 #include "data/dataset.hpp"
+#include "data/h5/h5.hpp"
 #include "experiments/analyze.hpp"
 #include "experiments/cli/commands.hpp"
+#include "experiments/file_guard.hpp"
 #include "experiments/mpi_replicates.hpp"
 #include "experiments/progress.hpp"
 #include "experiments/recorder.hpp"
@@ -37,7 +39,8 @@ std::string command_line(int argc, char** argv) {
 template <class T>
 int run_training(RunConfig& cfg, const TrainArgs& args, const std::string& cmdline) {
   RunData data = prepare_data(cfg, args.sets);
-  if (!args.save_data.empty()) save_hdf5_dataset(args.save_data, data.train);
+  if (!args.save_data.empty())
+    write_h5_atomically(args.save_data, [&](h5::File& f) { write_hdf5_dataset(f.id(), data.train); });
   ParamTable table;
   const ResolvedParam resolved = resolve_run_param(cfg, &table);
   MoeNetwork<T> net = build_network<T>(cfg, resolved);
@@ -80,7 +83,7 @@ int main(int argc, char** argv) {
 
   TrainArgs targs;
   CLI::App* train = app.add_subcommand("train", "train one MoE network and write an HDF5 run file");
-  train->add_option("--config,-c", targs.config, "TOML run configuration (omit for built-in defaults)");
+  train->add_option("--config,-c", targs.config, "TOML run configuration, or a train result (.h5) to re-run (omit for built-in defaults)");
   train->add_option("--set,-s", targs.sets, "override a config key, e.g. --set model.N=256 (repeatable)");
   train->add_option("--output,-o", targs.output, "output HDF5 file (overrides the config's output)");
   train->add_option("--init-from", targs.init_from, "start from the weights in this HDF5 file");
@@ -93,7 +96,7 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::vector<std::string> config_sets;
   CLI::App* config = app.add_subcommand("config", "print the fully resolved run configuration (every key, with defaults)");
-  config->add_option("--config,-c", config_path, "TOML run configuration");
+  config->add_option("--config,-c", config_path, "TOML run configuration or a train result (.h5)");
   config->add_option("--set,-s", config_sets, "override a config key (repeatable)");
 
   std::string analyze_path;
@@ -165,12 +168,12 @@ int main(int argc, char** argv) {
     }
     targs.threads.apply();
     std::vector<std::string> sets = targs.sets;
-    if (!targs.output.empty()) sets.push_back("output=\"" + targs.output + "\"");
-    if (!targs.init_from.empty()) sets.push_back("train.init_from=\"" + targs.init_from + "\"");
-    if (!targs.init_group.empty()) sets.push_back("train.init_group=\"" + targs.init_group + "\"");
+    if (!targs.output.empty()) sets.push_back(string_override("output", targs.output));
+    if (!targs.init_from.empty()) sets.push_back(string_override("train.init_from", targs.init_from));
+    if (!targs.init_group.empty()) sets.push_back(string_override("train.init_group", targs.init_group));
     if (!targs.data.empty()) {
       sets.push_back("data.source=\"file\"");
-      sets.push_back("data.path=\"" + targs.data + "\"");
+      sets.push_back(string_override("data.path", targs.data));
     }
     targs.sets = sets;
     RunConfig cfg = load_run_config(targs.config, sets);

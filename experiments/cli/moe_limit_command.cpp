@@ -72,7 +72,7 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
   // --regime is one more override of the document
   auto overrides = [](const Args& x) {
     std::vector<std::string> sets = x.sets;
-    if (!x.regime.empty()) sets.push_back("dmft.regime=\"" + x.regime + "\"");
+    if (!x.regime.empty()) sets.push_back(string_override("dmft.regime", x.regime));
     return sets;
   };
 

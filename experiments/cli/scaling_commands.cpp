@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "experiments/cli/commands.hpp"
+#include "experiments/file_guard.hpp"
 #include "models/parameterization.hpp"
 #include "solver/scaling/solve.hpp"
 
@@ -88,10 +89,8 @@ std::vector<Command> add_scaling_commands(CLI::App& app) {
     for (const auto& n : derived.notes) std::cout << "  note: " << n << "\n";
     if (ex->report) std::cout << sol.report();
     if (!ex->write.empty()) {
-      std::ofstream out(ex->write);
-      if (!out) throw ConfigError("--write: cannot write '" + ex->write + "'");
       // the same text as the generated built-in of this regime, desiderata and optimizer
-      out << scaling::generated_toml(regime, d, opt);
+      write_text_atomically(ex->write, scaling::generated_toml(regime, d, opt));
       std::cout << "wrote " << ex->write << "\n";
     }
     return 0;
