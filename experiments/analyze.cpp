@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <iomanip>
 #include <limits>
 #include <sstream>
 
 #include "data/h5/h5.hpp"
 #include "experiments/coord_check.hpp"
+#include "experiments/file_guard.hpp"
 #include "models/types.hpp"
 
 namespace moedmft {
@@ -362,6 +364,25 @@ void store_analysis(const std::string& path, const std::vector<GroupAnalysis>& g
   h5::write_attr(f, "analysis", "window_fraction", opt.window_fraction);
   h5::write_attr(f, "analysis", "transfer_tolerance_grid_steps", opt.transfer_tolerance);
   h5::write_attr(f, "analysis", "table", format_analysis(groups));
+}
+
+void copy_with_analysis(const std::string& input, const std::string& output, const std::vector<GroupAnalysis>& groups,
+                        const AnalyzeOptions& options) {
+  namespace fs = std::filesystem;
+  const std::string temporary = process_partial(output);
+  try {
+    if (fs::path(output).has_parent_path()) fs::create_directories(fs::path(output).parent_path());
+    fs::copy_file(input, temporary, fs::copy_options::overwrite_existing);
+    store_analysis(temporary, groups, options);
+    // Reading /analysis back proves the closed copy is whole before it takes the final name.
+    h5::File check(temporary, h5::Mode::read);
+    if (!h5::exists(check, "analysis/transfer_verdict")) throw std::runtime_error("the stored /analysis did not read back");
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    fs::remove(temporary, ignored);
+    throw std::runtime_error("--output: cannot write '" + output + "': " + e.what());
+  }
+  fs::rename(temporary, output);
 }
 
 }  // namespace moedmft

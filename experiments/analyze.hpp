@@ -45,5 +45,9 @@ std::vector<GroupAnalysis> analyze_sweep(const std::string& path, const AnalyzeO
 std::string format_analysis(const std::vector<GroupAnalysis>& groups);
 // Replaces /analysis in the sweep file with the results (named dimensions: group, size, lr).
 void store_analysis(const std::string& path, const std::vector<GroupAnalysis>& groups, const AnalyzeOptions& options);
+// `output` becomes a copy of the sweep file `input` with /analysis stored; `input` is never
+// modified. The copy is completed under a private temporary name, checked, then renamed.
+void copy_with_analysis(const std::string& input, const std::string& output, const std::vector<GroupAnalysis>& groups,
+                        const AnalyzeOptions& options);
 
 }  // namespace moedmft

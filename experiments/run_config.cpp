@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 #include "data/h5/h5.hpp"
@@ -204,9 +205,47 @@ RunConfig load_from_result(const std::string& path, const std::vector<std::strin
 
 }  // namespace
 
+bool is_builtin_param_name(const std::string& name) {
+  const auto names = builtin_param_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+bool is_run_path_key(const std::string& key) {
+  return key == "data.path" || key == "param.table" || key == "train.init_from";
+}
+
+std::string anchor_path(const std::string& value, const std::string& config_file) {
+  namespace fs = std::filesystem;
+  if (config_file.empty() || value.empty() || fs::path(value).is_absolute()) return value;
+  const fs::path folder = fs::path(config_file).parent_path();
+  return folder.empty() ? value : (folder / value).lexically_normal().string();
+}
+
+std::string anchor_run_paths(const std::string& toml_text, const std::string& config_file) {
+  if (config_file.empty()) return toml_text;
+  toml::table root = parse_toml(toml_text, config_file);
+  bool changed = false;
+  for (const char* dotted : {"data.path", "param.table", "train.init_from"}) {
+    const std::string key(dotted);
+    toml::node* node = root.at_path(key).node();
+    if (!node || !node->is_string()) continue;  // absent, or a type error the parser reports
+    const std::string value = *node->value<std::string>();
+    if (key == "param.table" && is_builtin_param_name(value)) continue;  // a name, not a path
+    const std::string anchored = anchor_path(value, config_file);
+    if (anchored != value) {
+      *node->as_string() = anchored;
+      changed = true;
+    }
+  }
+  if (!changed) return toml_text;
+  std::ostringstream text;
+  text << root;
+  return text.str();
+}
+
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
   if (!path.empty() && !std::filesystem::is_directory(path) && is_hdf5_file(path)) return load_from_result(path, overrides);
-  const std::string text = path.empty() ? std::string() : read_config_text(path, "--config");
+  const std::string text = path.empty() ? std::string() : anchor_run_paths(read_config_text(path, "--config"), path);
   return parse_run_config(text, overrides, path.empty() ? "defaults" : path);
 }
 

@@ -61,6 +61,15 @@ RunConfig parse_run_config(const std::string& toml_text, const std::vector<std::
 // are re-used, so that `train -c RUN.h5` repeats that run.
 RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides);
 
+// File paths a config names (data.path, param.table when it is not a built-in name,
+// train.init_from) are relative to the folder of the config file that names them, so a config
+// works from any working directory. Outputs and --set values stay relative to the working
+// directory. `config_file` empty: nothing changes.
+bool is_run_path_key(const std::string& dotted_key);
+bool is_builtin_param_name(const std::string& name);
+std::string anchor_path(const std::string& value, const std::string& config_file);
+std::string anchor_run_paths(const std::string& toml_text, const std::string& config_file);
+
 // "key=VALUE" with VALUE written as a TOML string (quotes and backslashes escaped): how a CLI value
 // (a path, a name) becomes an override without its characters changing what it says.
 std::string string_override(const std::string& key, const std::string& value);

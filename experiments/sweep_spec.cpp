@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <sstream>
 
@@ -116,11 +117,15 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::vector<std::
     spec.batch_runs = *batch->value<bool>();
   }
 
+  // Paths in the sweep file are relative to its folder; those in the base config to that file's.
+  const std::string sweep_file = std::filesystem::is_regular_file(origin) ? origin : std::string();
   toml::table base;
   if (auto path = root["base_config"].value<std::string>()) {
-    base = parse_toml(read_config_text(*path, "base_config"), *path);
+    const std::string base_file = anchor_path(*path, sweep_file);
+    base = parse_toml(anchor_run_paths(read_config_text(base_file, "base_config"), base_file), base_file);
   }
-  if (const toml::table* inline_base = root["base"].as_table()) merge_into(base, *inline_base);
+  if (const toml::table* inline_base = root["base"].as_table())
+    merge_into(base, parse_toml(anchor_run_paths(node_text(*inline_base), sweep_file), origin));
   // Every point writes its own file; the base's output key is not used.
   base.erase("output");
   spec.base_toml = node_text(base);
@@ -133,6 +138,14 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::vector<std::
   for (const auto& a : *axes) {
     if (!a.is_table()) throw ConfigError("axis: every entry must be a table ([[axis]])");
     SweepAxis axis = parse_axis(*a.as_table(), position);
+    for (auto& [key, texts] : axis.sets)
+      if (is_run_path_key(key) && !sweep_file.empty())
+        for (auto& text : texts) {
+          const toml::table value = parse_toml("v = " + text, origin);
+          if (auto path = value["v"].value<std::string>();
+              path && !(key == "param.table" && is_builtin_param_name(*path)))
+            text = string_override("", anchor_path(*path, sweep_file)).substr(1);
+        }
     const std::string field = "axis[" + std::to_string(position++) + "].name";
     bool identifier = !axis.name.empty() && !std::isdigit(static_cast<unsigned char>(axis.name[0]));
     for (char ch : axis.name) identifier = identifier && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_');

@@ -37,7 +37,8 @@ int ThreadsOption::apply() const {
 void add_threads_option(CLI::App& app, ThreadsOption& threads) {
   threads.option = app.add_option("--threads,-j", threads.value,
                                   "threads, N >= 1 (default: what OpenMP would use, here " +
-                                      std::to_string(omp_get_max_threads()) + ")");
+                                      std::to_string(omp_get_max_threads()) + ")")
+                       ->default_str("");  // 0 is "unset", not a thread count to show
 }
 
 void take_threads_arg(int& argc, char** argv) {

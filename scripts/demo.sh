@@ -26,9 +26,9 @@ $moedmft converge -c experiments/configs/dmft_moe_regime1.toml --widths 32,64,12
 echo "== 3. LR sweep in regime I: sp vs mup-I-sgd vs mssp-I-sgd (N = 64, 256; 5 LRs; 2 seeds)"
 rm -rf "$out/sweep_regime1.h5" "$out/sweep_regime1.h5.points"
 $moedmft sweep -c experiments/configs/demo_sweep_regime1.toml >/dev/null
-$moedmft analyze "$out/sweep_regime1.h5"
-"$python" scripts/plot_sweep.py "$out/sweep_regime1.h5" --out "$out/sweep_regime1.png" >/dev/null
+$moedmft analyze "$out/sweep_regime1.h5" -o "$out/sweep_regime1_analysed.h5" | sed '$d'
+"$python" scripts/plot_sweep.py "$out/sweep_regime1_analysed.h5" --out "$out/sweep_regime1.png" >/dev/null
 
 echo "demo finished in $(( $(date +%s) - start )) s"
-echo "files:   $out/dmft_convergence.h5 $out/sweep_regime1.h5"
+echo "files:   $out/dmft_convergence.h5 $out/sweep_regime1.h5 $out/sweep_regime1_analysed.h5"
 echo "figures: $out/dmft_convergence.png $out/sweep_regime1.png"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""LR-transfer figure of an analysed sweep (`moedmft analyze FILE` first): loss versus LR per size
+"""LR-transfer figure of an analysed sweep (`moedmft analyze FILE -o ANALYSED.h5` first): loss versus LR per size
 with the optima marked (one panel per group), optimal LR versus size, and the loss curves at the
 transferred LR.
 
@@ -28,7 +28,7 @@ def main():
 
     with h5py.File(args.sweep, "r") as f:
         if "analysis" not in f:
-            raise SystemExit(f"{args.sweep}: no /analysis group; run `moedmft analyze {args.sweep}` first")
+            raise SystemExit(f"{args.sweep}: no /analysis group; run `moedmft analyze {args.sweep} -o ANALYSED.h5` and plot ANALYSED.h5")
         a = f["analysis"]
         groups = text(a["group"][:])
         sizes, lrs = a["size"][:], a["lr"][:]

@@ -79,6 +79,8 @@ int main(int argc, char** argv) {
   const MpiSession mpi(argc, argv);
   CLI::App app{"moedmft: hyperparameter scaling of Mixture-of-Experts networks (simulator, DMFT, scaling calculus)"};
   app.set_version_flag("--version", std::string(MOEDMFT_VERSION));
+  // Every option's default is shown in --help (subcommands inherit this).
+  app.option_defaults()->always_capture_default();
   app.require_subcommand(1);
 
   TrainArgs targs;
@@ -95,14 +97,18 @@ int main(int argc, char** argv) {
 
   std::string config_path;
   std::vector<std::string> config_sets;
+  std::string config_output;
   CLI::App* config = app.add_subcommand("config", "print the fully resolved run configuration (every key, with defaults)");
   config->add_option("--config,-c", config_path, "TOML run configuration or a train result (.h5)");
   config->add_option("--set,-s", config_sets, "override a config key (repeatable)");
+  config->add_option("--output,-o", config_output, "write the resolved TOML to this file instead of stdout");
 
-  std::string analyze_path;
+  std::string analyze_path, analyze_output;
   AnalyzeOptions analyze_options;
   CLI::App* analyze = app.add_subcommand("analyze", "optimal LR per size, transfer and monotonic-improvement verdicts of a sweep");
-  analyze->add_option("file", analyze_path, "gathered sweep file")->required();
+  analyze->add_option("file", analyze_path, "gathered sweep file (read only)")->required();
+  analyze->add_option("--output,-o", analyze_output,
+                      "write a copy of the sweep with the results under /analysis (for plot_sweep.py)");
   analyze->add_option("--lr-axis", analyze_options.lr_axis, "name of the LR axis")->capture_default_str();
   analyze->add_option("--size-axis", analyze_options.size_axis, "name of the size axis")->capture_default_str();
   analyze->add_option("--seed-axis", analyze_options.seed_axis, "name of the seed axis (optional in the file)")->capture_default_str();
@@ -119,14 +125,21 @@ int main(int argc, char** argv) {
   for (auto& command : cli::add_dmft_commands(app)) modules.push_back(std::move(command));
   for (auto& command : cli::add_moe_limit_commands(app)) modules.push_back(std::move(command));
 
-  std::string show_name;
+  std::string show_name, params_output;
   CLI::App* params = app.add_subcommand("params", "list the built-in parameterizations, or print one as TOML");
   params->add_option("name", show_name, "built-in name or TOML file to print");
+  params->add_option("--output,-o", params_output, "write the table's TOML to this file instead of stdout");
+
+  // An empty list shows as "=[]" in --help; such defaults say nothing.
+  for (CLI::App* sub : app.get_subcommands({}))
+    for (CLI::Option* option : sub->get_options())
+      if (option->get_default_str() == "[]") option->default_str("");
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every usage error exits 2, like a config error.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   if (mpi.ranks() > 1) {
     // Only the DMFT solves know how to share work; anything else would run once per rank and
@@ -151,18 +164,26 @@ int main(int argc, char** argv) {
     if (*analyze) {
       const auto groups = analyze_sweep(analyze_path, analyze_options);
       std::cout << format_analysis(groups);
-      store_analysis(analyze_path, groups, analyze_options);
+      if (!analyze_output.empty()) {
+        copy_with_analysis(analyze_path, analyze_output, groups, analyze_options);
+        std::cout << analyze_output << "\n";
+      }
       return 0;
     }
     if (*config) {
-      std::cout << load_run_config(config_path, config_sets).resolved_toml << "\n";
+      const std::string text = load_run_config(config_path, config_sets).resolved_toml + "\n";
+      if (config_output.empty()) std::cout << text;
+      else write_text_atomically(config_output, text);
       return 0;
     }
     if (*params) {
       if (show_name.empty()) {
+        if (!params_output.empty()) throw ConfigError("--output: name the table to write (moedmft params NAME -o FILE)");
         for (const auto& n : builtin_param_names()) std::cout << n << "  " << builtin_param_table(n).description << "\n";
       } else {
-        std::cout << param_table_to_toml(load_param_table(show_name));
+        const std::string text = param_table_to_toml(load_param_table(show_name));
+        if (params_output.empty()) std::cout << text;
+        else write_text_atomically(params_output, text);
       }
       return 0;
     }

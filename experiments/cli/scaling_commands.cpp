@@ -66,7 +66,7 @@ std::vector<Command> add_scaling_commands(CLI::App& app) {
       ->check(CLI::IsMember({"sgd", "adam"}))
       ->capture_default_str();
   exponents->add_option("--desiderata,-d", ex->desiderata, "mup or mssp")->check(CLI::IsMember({"mup", "mssp"}))->capture_default_str();
-  exponents->add_option("--write,-w", ex->write, "also write the derived table as a parameterization TOML (the text of the built-in <d>-<R>-<opt>)");
+  exponents->add_option("--output,-o,--write", ex->write, "also write the derived table as a parameterization TOML (the text of the built-in <d>-<R>-<opt>)");
   exponents->add_flag("--report", ex->report, "print every term's exponent in the solution");
   commands.push_back({exponents, [ex]() {
     const scaling::Regime regime = make_regime(ex->regime);
