@@ -50,14 +50,14 @@ def load(paths):
                 cfgs = [text(c) for c in f["config_toml"][:]]
                 loss = f["train_loss"][:]
                 shape = loss.shape[:-1]
-                metrics = [text(m) for m in f["metric"][:]]
+                metrics = [text(m) for m in f["metric"][:]] if "metric" in f else []  # diag_every = 0: none
                 diag = f["diagnostics"][:] if "rms/f" in metrics else None
                 q = metrics.index("rms/f") if diag is not None else None
                 for p, idx in enumerate(np.ndindex(*shape)):
                     f0 = float(diag[idx][0, q]) if diag is not None else np.nan
                     runs.append(run_record(cfgs[p], loss[idx], f0))
             else:
-                metrics = [text(m) for m in f["diagnostics/metric"][:]]
+                metrics = [text(m) for m in f["diagnostics/metric"][:]] if "diagnostics" in f else []
                 f0 = float(f["diagnostics/values"][0, metrics.index("rms/f")]) if "rms/f" in metrics else np.nan
                 runs.append(run_record(text(f.attrs["config_toml"]), f["metrics/train_loss"][:], f0))
     return runs
