@@ -152,12 +152,22 @@ void save_hdf5_dataset(const std::string& path, const Dataset& ds) {
 void write_hdf5_dataset(int64_t f, const Dataset& ds) {
   ds.validate();
   const auto P = static_cast<hsize_t>(ds.size());
+  // Index scales so that xarray opens the file with named dimensions; the loader ignores them.
+  h5::write_index_scale(f, "/point", P);
+  h5::write_index_scale(f, "/feature", static_cast<hsize_t>(ds.input_dim()));
+  h5::write_index_scale(f, "/output", static_cast<hsize_t>(ds.output_dim()));
   h5::write(f, "/x", ds.x.data(), {P, static_cast<hsize_t>(ds.input_dim())});
+  h5::attach_scales(f, "/x", {"/point", "/feature"});
+  h5::describe(f, "/x", "inputs");
   h5::write(f, "/y", ds.y.data(), {P, static_cast<hsize_t>(ds.output_dim())});
+  h5::attach_scales(f, "/y", {"/point", "/output"});
+  h5::describe(f, "/y", "targets");
   if (ds.num_classes > 0) {
     const std::vector<int64_t> labels(ds.labels.begin(), ds.labels.end());
     h5::write(f, "/labels", labels.data(), {P});
     h5::write_attr(f, "/labels", "num_classes", static_cast<int64_t>(ds.num_classes));
+    h5::attach_scales(f, "/labels", {"/point"});
+    h5::describe(f, "/labels", "class labels");
   }
   h5::write_attr(f, "/", "description", ds.description);
 }

@@ -302,10 +302,10 @@ void store_analysis(const std::string& path, const std::vector<GroupAnalysis>& g
   h5::remove(f, "analysis");
   const hsize_t G = groups.size(), S = groups.front().size.size(), J = groups.front().lr.size();
   std::vector<std::string> labels;
-  std::vector<double> loss, loss_err, best_lr, best_index, best_err, at_transferred, drift, drift_err, transfers,
-      monotonic, transferred_lr;
+  std::vector<double> loss, loss_err, best_lr, best_index, best_err, at_transferred, drift, drift_err, transferred_lr;
   std::vector<std::string> notes, verdicts;
-  std::vector<double> drift_lo, drift_hi, bracketed;
+  std::vector<double> drift_lo, drift_hi;
+  std::vector<uint8_t> bracketed, transfers, monotonic;  // flags stay integers (0/1)
   for (const auto& g : groups) {
     labels.push_back(g.label);
     verdicts.push_back(g.verdict);
@@ -329,19 +329,31 @@ void store_analysis(const std::string& path, const std::vector<GroupAnalysis>& g
   }
   h5::write_strings(f, "analysis/group", labels);
   h5::make_scale(f, "analysis/group", "group");
-  h5::write(f, "analysis/size", groups.front().size.data(), {S});
+  // Integer sizes (the usual N) as int64, like the sweep's own size axis.
+  const std::vector<double>& sizes = groups.front().size;
+  const bool integral = std::all_of(sizes.begin(), sizes.end(), [](double v) { return v == std::round(v); });
+  if (integral) {
+    const std::vector<int64_t> whole(sizes.begin(), sizes.end());
+    h5::write(f, "analysis/size", whole.data(), {S});
+  } else {
+    h5::write(f, "analysis/size", sizes.data(), {S});
+  }
   h5::make_scale(f, "analysis/size", "size");
   h5::write(f, "analysis/lr", groups.front().lr.data(), {J});
   h5::make_scale(f, "analysis/lr", "lr");
-  auto put = [&](const std::string& name, const std::vector<double>& v, std::vector<hsize_t> dims,
-                 std::vector<std::string> scales) {
+  auto put = [&](const std::string& name, const auto& v, std::vector<hsize_t> dims, std::vector<std::string> scales) {
     h5::write(f, "analysis/" + name, v.data(), dims);
     for (size_t d = 0; d < scales.size(); ++d) h5::attach_scale(f, "analysis/" + name, "analysis/" + scales[d], unsigned(d));
   };
   put("final_loss", loss, {G, S, J}, {"group", "size", "lr"});
+  h5::describe(f, "analysis/final_loss", std::string("final loss (seed mean): ") +
+                                             (opt.use_val ? "last validation loss" : "mean train loss over the window"));
+  h5::describe(f, "analysis/size", "width N");
   put("final_loss_err", loss_err, {G, S, J}, {"group", "size", "lr"});
   put("optimal_lr", best_lr, {G, S}, {"group", "size"});
+  h5::describe(f, "analysis/optimal_lr", "argmin over the LR grid of the final loss (NaN: every LR diverged)");
   put("optimal_lr_index", best_index, {G, S}, {"group", "size"});
+  h5::describe(f, "analysis/optimal_lr_index", "LR grid index of the optimum (float: NaN when every LR diverged)");
   put("optimal_lr_index_err", best_err, {G, S}, {"group", "size"});
   put("loss_at_transferred_lr", at_transferred, {G, S}, {"group", "size"});
   put("drift", drift, {G}, {"group"});
@@ -349,8 +361,11 @@ void store_analysis(const std::string& path, const std::vector<GroupAnalysis>& g
   put("drift_lo", drift_lo, {G}, {"group"});
   put("drift_hi", drift_hi, {G}, {"group"});
   put("optimum_bracketed", bracketed, {G, S}, {"group", "size"});
+  h5::describe(f, "analysis/optimum_bracketed", "optimum inside the grid with finite neighbours (0/1)");
   put("transfers", transfers, {G}, {"group"});
+  h5::describe(f, "analysis/transfers", "transfer verdict is 'transfers' (0/1)");
   put("monotonic", monotonic, {G}, {"group"});
+  h5::describe(f, "analysis/monotonic", "loss improves monotonically with N at the transferred LR (0/1)");
   put("transferred_lr", transferred_lr, {G}, {"group"});
   std::vector<double> gap;
   for (const auto& g : groups)

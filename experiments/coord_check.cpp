@@ -435,9 +435,11 @@ void write_coord_check(const std::string& path, const CoordCheckResult& r,
     h5::make_scale(f, "diag_step", "diag_step");
     h5::write_strings(f, "metric", r.metrics);
     h5::make_scale(f, "metric", "metric");
+    h5::describe(f, "size", "width N of the ladder point");
+    h5::describe(f, "diag_step", "updates taken when measured");
     h5::write(f, "values", r.values.data(), {S, R, D, Q});
-    for (unsigned a = 0; a < 4; ++a)
-      h5::attach_scale(f, "values", std::vector<std::string>{"size", "seed", "diag_step", "metric"}[a], a);
+    h5::attach_scales(f, "values", {"size", "seed", "diag_step", "metric"});
+    h5::describe(f, "values", "diagnostics on the probe batch (docs/output_format.md)");
     std::vector<double> slope, lo, hi, pred;
     std::vector<std::string> verdict, atoms;
     for (size_t i = 0; i < D * Q; ++i) {
@@ -463,9 +465,11 @@ void write_coord_check(const std::string& path, const CoordCheckResult& r,
     auto dbl = [&](const std::vector<double>& v) { return [&](const std::string& n) { h5::write(f, n, v.data(), {D, Q}); }; };
     auto u8 = [&](const std::vector<uint8_t>& v) { return [&](const std::string& n) { h5::write(f, n, v.data(), {D, Q}); }; };
     put("slope", dbl(slope));
+    h5::describe(f, "slope", "fitted exponent of |value| in N");
     put("slope_lo", dbl(lo));
     put("slope_hi", dbl(hi));
     put("predicted", dbl(pred));
+    h5::describe(f, "predicted", "predicted exponent of |value| in N");
     put("predicted_zero", u8(pzero));
     put("measured_zero", u8(mzero));
     // verdicts: codes [diag_step, metric] (legend in the attribute) and, for the last step, the
@@ -475,6 +479,7 @@ void write_coord_check(const std::string& path, const CoordCheckResult& r,
     for (const auto& v : verdict) code.push_back(uint8_t(std::find(legend.begin(), legend.end(), v) - legend.begin()));
     put("verdict_code", u8(code));
     h5::write_attr(f, "verdict_code", "legend", std::string("0 -, 1 agree, 2 disagree, 3 zero, 4 n/a"));
+    h5::describe(f, "verdict_code", "verdict of measured against predicted exponent (legend attribute)");
     const size_t last = (D - 1) * Q;
     h5::write_strings(f, "verdict", std::vector<std::string>(verdict.begin() + long(last), verdict.end()));
     h5::attach_scale(f, "verdict", "metric", 0);

@@ -1,6 +1,7 @@
 // HDF5 outputs of `dmft-moe` and `converge` (regimes I, II and III): dimension scales so that xarray
 // opens every variable with named dimensions, and the run's resolved config, table and limit
 // constants as attributes. Files are written under a temporary name and renamed when complete.
+#include <algorithm>
 #include <limits>
 
 #include "data/h5/h5.hpp"
@@ -20,7 +21,7 @@ void write_common_attrs(hid_t f, const MoeLimitSetup& setup, const std::string& 
   h5::write_attr(f, "/", "seed", int64_t(setup.run.seed));
   h5::write_attr(f, "/", "dmft_seed", int64_t(setup.dmft.seed));
   h5::write_attr(f, "/", "lr", setup.run.resolve.base_lr);
-  h5::write_attr(f, "/", "loss_convention", std::string("mean over the P training points of (f - y)^2 (PyTorch mse_loss)"));
+  h5::write_attr(f, "/", "loss_convention", std::string(kLimitLossConvention));
   h5::write_attr(f, "/", "time_convention",
                  std::string("step t = full-batch SGD updates taken; loss at step t is measured before update t"));
   ParamTable table;
@@ -65,42 +66,44 @@ void axis(hid_t f, const std::string& name, const std::vector<int64_t>& v) {
   h5::make_scale(f, name, name);
 }
 
-std::vector<int64_t> iota(size_t n) {
-  std::vector<int64_t> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = int64_t(i);
-  return v;
-}
-
+// long_name "" leaves the variable undescribed (error bars and secondary fields).
 template <class Data>
 void put(hid_t f, const std::string& name, const Data* data, const std::vector<hsize_t>& dims,
-         const std::vector<std::string>& scales) {
+         const std::vector<std::string>& scales, const std::string& long_name = "") {
   h5::write(f, name, data, dims);
-  for (size_t d = 0; d < scales.size(); ++d) h5::attach_scale(f, name, scales[d], unsigned(d));
+  h5::attach_scales(f, name, scales);
+  if (!long_name.empty()) h5::describe(f, name, long_name);
 }
 
-void kernels(hid_t f, const std::string& name, const std::vector<Mat<double>>& k) {
+void put_loss(hid_t f, const std::string& name, const double* data, const std::vector<hsize_t>& dims,
+              const std::vector<std::string>& scales, const std::string& long_name) {
+  put(f, name, data, dims, scales, long_name);
+  h5::write_attr(f, name, "convention", std::string(kLimitLossConvention));
+}
+
+void kernels(hid_t f, const std::string& name, const std::vector<Mat<double>>& k, const std::string& long_name) {
   std::vector<double> flat;
   for (const auto& m : k) flat.insert(flat.end(), m.data(), m.data() + m.size());
   put(f, name, flat.data(), {hsize_t(k.size()), hsize_t(k.front().rows()), hsize_t(k.front().cols())},
-      {"step", "point", "point2"});
+      {"step", "point", "point2"}, long_name);
 }
 
 // The observables both regimes share, under `prefix` (dimension scales must exist at the root).
 template <class Result>
 void put_common(hid_t f, const std::string& prefix, const Result& r) {
   const hsize_t T1 = r.f.rows(), P = r.f.cols(), fields = r.rms.cols();
-  put(f, prefix + "loss", r.loss.data(), {T1}, {"step"});
-  put(f, prefix + "loss_err", r.loss_err.data(), {T1}, {"step"});
-  put(f, prefix + "f", r.f.data(), {T1, P}, {"step", "point"});
+  put_loss(f, prefix + "loss", r.loss.data(), {T1}, {"step"}, "infinite-width training loss (replicate mean)");
+  put_loss(f, prefix + "loss_err", r.loss_err.data(), {T1}, {"step"}, "standard error of the limit loss");
+  put(f, prefix + "f", r.f.data(), {T1, P}, {"step", "point"}, "network output (replicate mean)");
   put(f, prefix + "f_err", r.f_err.data(), {T1, P}, {"step", "point"});
-  put(f, prefix + "aggregation_rms", r.agg.data(), {T1, 5}, {"step", "term"});
+  put(f, prefix + "aggregation_rms", r.agg.data(), {T1, 5}, {"step", "term"}, "RMS of the aggregation terms");
   put(f, prefix + "aggregation_rms_err", r.agg_err.data(), {T1, 5}, {"step", "term"});
-  put(f, prefix + "activation_rms", r.rms.data(), {T1, fields}, {"step", "field"});
+  put(f, prefix + "activation_rms", r.rms.data(), {T1, fields}, {"step", "field"}, "RMS of the activations");
   put(f, prefix + "activation_rms_err", r.rms_err.data(), {T1, fields}, {"step", "field"});
-  kernels(f, prefix + "kernel_h1", r.phi1);
-  kernels(f, prefix + "kernel_expert_act", r.phi2);
-  kernels(f, prefix + "kernel_expert_grad", r.g2);
-  put(f, prefix + "readout_kernel", r.readout_kernel.data(), {T1, T1}, {"step", "step2"});
+  kernels(f, prefix + "kernel_h1", r.phi1, "kernel of the first hidden layer");
+  kernels(f, prefix + "kernel_expert_act", r.phi2, "kernel of the expert activations");
+  kernels(f, prefix + "kernel_expert_grad", r.g2, "kernel of the expert gradients");
+  put(f, prefix + "readout_kernel", r.readout_kernel.data(), {T1, T1}, {"step", "step2"}, "readout two-time kernel");
 }
 
 // The limit's observables under `prefix` (dimension scales must exist at the root).
@@ -108,18 +111,22 @@ void put_limit(hid_t f, const std::string& prefix, const dmft::MoeDmftResult& r,
   const hsize_t T1 = r.f.rows(), P = r.f.cols();
   put_common(f, prefix, r);
   // psi and gates are stored [T+1, M*P] with column m*P + mu: exactly [step, expert, point].
-  put(f, prefix + "router_logits", r.psi.data(), {T1, hsize_t(M), P}, {"step", "expert", "point"});
+  put(f, prefix + "router_logits", r.psi.data(), {T1, hsize_t(M), P}, {"step", "expert", "point"}, "router logits");
   put(f, prefix + "router_logits_err", r.psi_err.data(), {T1, hsize_t(M), P}, {"step", "expert", "point"});
-  put(f, prefix + "gates", r.gates.data(), {T1, hsize_t(M), P}, {"step", "expert", "point"});
-  put(f, prefix + "load", r.load.data(), {T1, hsize_t(M)}, {"step", "expert"});
+  put(f, prefix + "gates", r.gates.data(), {T1, hsize_t(M), P}, {"step", "expert", "point"}, "router gates");
+  put(f, prefix + "load", r.load.data(), {T1, hsize_t(M)}, {"step", "expert"}, "expert load");
+}
+
+// The axes both regimes share; regime I adds `expert`.
+void shared_axes(hid_t f, size_t T1, size_t P) {
+  for (const char* name : {"step", "step2"}) h5::write_index_scale(f, name, T1);
+  h5::describe(f, "step", "full-batch updates taken");
+  for (const char* name : {"point", "point2"}) h5::write_index_scale(f, name, P);
 }
 
 void limit_axes(hid_t f, size_t T1, size_t P, int M) {
-  axis(f, "step", iota(T1));
-  axis(f, "step2", iota(T1));
-  axis(f, "point", iota(P));
-  axis(f, "point2", iota(P));
-  axis(f, "expert", iota(size_t(M)));
+  shared_axes(f, T1, P);
+  h5::write_index_scale(f, "expert", hsize_t(M));
   h5::write_strings(f, "term", {"hagg", "init", "propagating", "effective", "cross"});
   h5::make_scale(f, "term", "term");
   h5::write_strings(f, "field", {"h1", "expert_act", "expert_out"});
@@ -135,16 +142,15 @@ void put_limit2(hid_t f, const std::string& prefix, const dmft::Moe2DmftResult& 
       {"logit_std", &r.logit_std},   {"logit_std_err", &r.logit_std_err},
       {"logit_quantile", &r.logit_quantile}, {"logit_quantile_err", &r.logit_quantile_err}};
   for (const auto& [name, m] : law) put(f, prefix + name, m->data(), {T1, P}, {"step", "point"});
-  put(f, prefix + "load_stats", r.load.data(), {T1, 3}, {"step", "load_stat"});
+  h5::describe(f, prefix + "logit_mean", "mean router logit over the expert law");
+  h5::describe(f, prefix + "logit_std", "standard deviation of the router logit over the expert law");
+  put(f, prefix + "load_stats", r.load.data(), {T1, 3}, {"step", "load_stat"}, "statistics of the expert load");
   put(f, prefix + "load_stats_err", r.load_err.data(), {T1, 3}, {"step", "load_stat"});
-  kernels(f, prefix + "kernel_expert_gated", r.gated);
+  kernels(f, prefix + "kernel_expert_gated", r.gated, "gated expert kernel");
 }
 
 void limit2_axes(hid_t f, size_t T1, size_t P) {
-  axis(f, "step", iota(T1));
-  axis(f, "step2", iota(T1));
-  axis(f, "point", iota(P));
-  axis(f, "point2", iota(P));
+  shared_axes(f, T1, P);
   h5::write_strings(f, "term", {"hagg", "init", "propagating", "effective", "cross"});
   h5::make_scale(f, "term", "term");
   h5::write_strings(f, "field", {"h1", "router_logit", "expert_act", "hagg"});
@@ -172,13 +178,14 @@ void write_moe_limit(const std::string& path, const MoeLimitSetup& setup, const 
     write_common_attrs(f, setup, "dmft_moe");
     put_solution(f, "", setup, limit);
     const size_t T1 = limit.loss.size(), P = x.rows();
-    axis(f, "feature", iota(size_t(x.cols())));
-    axis(f, "replicate", iota(limit.loss_replicates.size()));
-    put(f, "x", x.data(), {hsize_t(P), hsize_t(x.cols())}, {"point", "feature"});
-    put(f, "y", y.data(), {hsize_t(P)}, {"point"});
+    h5::write_index_scale(f, "feature", hsize_t(x.cols()));
+    h5::write_index_scale(f, "replicate", limit.loss_replicates.size());
+    put(f, "x", x.data(), {hsize_t(P), hsize_t(x.cols())}, {"point", "feature"}, "training inputs");
+    put(f, "y", y.data(), {hsize_t(P)}, {"point"}, "training targets");
     std::vector<double> reps;
     for (const auto& l : limit.loss_replicates) reps.insert(reps.end(), l.begin(), l.end());
-    put(f, "loss_replicates", reps.data(), {hsize_t(limit.loss_replicates.size()), hsize_t(T1)}, {"replicate", "step"});
+    put_loss(f, "loss_replicates", reps.data(), {hsize_t(limit.loss_replicates.size()), hsize_t(T1)},
+             {"replicate", "step"}, "infinite-width training loss of each replicate");
   });
 }
 
@@ -186,18 +193,24 @@ void write_convergence(const std::string& path, const MoeLimitSetup& setup, cons
   write_h5_atomically(path, [&](h5::File& f) {
     write_common_attrs(f, setup, "dmft_convergence");
     put_solution(f, "limit_", setup, r.limit);
-    std::vector<int64_t> widths(r.widths.begin(), r.widths.end());
+    std::vector<int64_t> widths(r.widths.begin(), r.widths.end()), seeds;
     axis(f, "width", widths);
-    axis(f, "seed", iota(size_t(r.seeds)));
-    axis(f, "train_step", iota(size_t(r.steps)));
-    put(f, "finite_loss", r.loss.data(), {hsize_t(r.widths.size()), hsize_t(r.seeds), hsize_t(r.steps)},
-        {"width", "seed", "train_step"});
-    const hsize_t W = r.widths.size();
-    put(f, "gap", r.gap.data(), {W}, {"width"});
+    h5::describe(f, "width", "width N");
+    for (int s = 0; s < r.seeds; ++s) seeds.push_back(int64_t(setup.run.seed) + s);  // as run_convergence seeds them
+    axis(f, "seed", seeds);
+    h5::describe(f, "seed", "seed of the finite-width run");
+    // One time axis with the limit (steps 0..T): a finite run records the loss before each of
+    // its T updates, so step T is NaN.
+    const hsize_t W = r.widths.size(), S = hsize_t(r.seeds), T = hsize_t(r.steps), T1 = T + 1;
+    std::vector<double> finite(W * S * T1, std::numeric_limits<double>::quiet_NaN());
+    for (hsize_t i = 0; i < W * S; ++i) std::copy_n(r.loss.begin() + i * T, T, finite.begin() + i * T1);
+    put_loss(f, "finite_loss", finite.data(), {W, S, T1}, {"width", "seed", "step"},
+             "finite-width training loss (NaN at the last step and after a divergence)");
+    put(f, "gap", r.gap.data(), {W}, {"width"}, "RMS over steps of the seed-mean loss minus the limit loss");
     put(f, "gap_err", r.gap_err.data(), {W}, {"width"});
-    put(f, "spread", r.spread.data(), {W}, {"width"});
+    put(f, "spread", r.spread.data(), {W}, {"width"}, "RMS over steps of the seed standard deviation of the loss");
     std::vector<uint8_t> used(r.in_gap_fit.begin(), r.in_gap_fit.end());
-    put(f, "in_gap_fit", used.data(), {W}, {"width"});
+    put(f, "in_gap_fit", used.data(), {W}, {"width"}, "width used in the gap slope fit (0/1)");
     auto fit_attrs = [&](const std::string& name, const SlopeFit& s) {
       h5::write_attr(f, "/", name + "_slope", s.valid ? s.slope : std::numeric_limits<double>::quiet_NaN());
       h5::write_attr(f, "/", name + "_slope_lo", s.valid ? s.lo : std::numeric_limits<double>::quiet_NaN());

@@ -23,19 +23,28 @@ void write_param_table(int64_t loc, const std::string& group, const ParamTable& 
   h5::write_strings(loc, group + "/group", names);
   h5::make_scale(loc, group + "/group", "group");
   const std::vector<hsize_t> dims = {hsize_t(kNumGroups)};
-  auto column = [&](const char* name, auto pick) {
-    std::vector<double> v(kNumGroups);
+  // Value type follows pick's return: the zero_init flag stays an integer.
+  auto column = [&](const char* name, const char* long_name, auto pick) {
+    std::vector<decltype(pick(p.groups[0]))> v(kNumGroups);
     for (int g = 0; g < kNumGroups; ++g) v[g] = pick(p.groups[g]);
     h5::write(loc, group + "/" + name, v.data(), dims);
     h5::attach_scale(loc, group + "/" + name, group + "/group", 0);
+    h5::describe(loc, group + "/" + name, long_name);
   };
-  column("init_std", [](const ResolvedGroup& r) { return r.init_std; });
-  column("multiplier", [](const ResolvedGroup& r) { return r.multiplier; });
-  column("lr", [](const ResolvedGroup& r) { return r.lr; });
-  column("eps", [](const ResolvedGroup& r) { return r.eps; });
-  column("weight_decay", [](const ResolvedGroup& r) { return r.weight_decay; });
-  column("zero_init", [](const ResolvedGroup& r) { return double(r.zero_init); });
+  column("init_std", "initial standard deviation", [](const ResolvedGroup& r) { return r.init_std; });
+  column("multiplier", "forward multiplier", [](const ResolvedGroup& r) { return r.multiplier; });
+  column("lr", "learning rate", [](const ResolvedGroup& r) { return r.lr; });
+  column("eps", "optimizer epsilon", [](const ResolvedGroup& r) { return r.eps; });
+  column("weight_decay", "weight decay", [](const ResolvedGroup& r) { return r.weight_decay; });
+  column("zero_init", "zero initialisation (0/1)", [](const ResolvedGroup& r) { return uint8_t(r.zero_init); });
 }
+
+namespace {
+std::string loss_convention(LossKind loss) {
+  return loss == LossKind::mse ? "mse: mean over batch and outputs of (f - y)^2"
+                               : "cross_entropy: mean over the batch";
+}
+}  // namespace
 
 std::string format_resolved(const ResolvedParam& p) {
   std::ostringstream s;
@@ -65,9 +74,8 @@ void write_run_file(const std::string& path, const RunRecord& rec, const MoeNetw
     h5::write_attr(f, "/", "command_line", rec.command_line);
     if (!rec.input_digests.empty()) h5::write_attr(f, "/", "input_digests", rec.input_digests);
     h5::write_attr(f, "/", "data_description", rec.data_description);
-    h5::write_attr(f, "/", "loss_convention",
-                   std::string(cfg.model.loss == LossKind::mse ? "mse: mean over batch and outputs of (f - y)^2"
-                                                               : "cross_entropy: mean over the batch"));
+    const std::string convention = loss_convention(cfg.model.loss);
+    h5::write_attr(f, "/", "loss_convention", convention);
     h5::write_attr(f, "/", "diverged", int64_t(out.diverged));
     h5::write_attr(f, "/", "diverged_at", int64_t(out.diverged_at));
     h5::write_attr(f, "/", "wall_seconds", out.seconds);
@@ -76,15 +84,16 @@ void write_run_file(const std::string& path, const RunRecord& rec, const MoeNetw
 
     // Per-step metrics on a "step" axis (steps are 0-based update indices).
     const hsize_t steps = out.train_loss.size();
-    std::vector<int64_t> step_axis(steps);
-    for (hsize_t i = 0; i < steps; ++i) step_axis[i] = int64_t(i);
-    h5::write(f, "/metrics/step", step_axis.data(), {steps});
-    h5::make_scale(f, "/metrics/step", "step");
+    h5::write_index_scale(f, "/metrics/step", steps);
+    h5::describe(f, "/metrics/step", "updates taken before the batch's loss was measured");
     h5::write(f, "/metrics/train_loss", out.train_loss.data(), {steps});
     h5::attach_scale(f, "/metrics/train_loss", "/metrics/step", 0);
+    h5::describe(f, "/metrics/train_loss", "training batch loss");
+    h5::write_attr(f, "/metrics/train_loss", "convention", convention);
     if (!out.train_accuracy.empty()) {
       h5::write(f, "/metrics/train_accuracy", out.train_accuracy.data(), {steps});
       h5::attach_scale(f, "/metrics/train_accuracy", "/metrics/step", 0);
+      h5::describe(f, "/metrics/train_accuracy", "training batch accuracy");
     }
 
     // Diagnostics: a [diag_step, metric] matrix with named metric coordinates.
@@ -98,13 +107,18 @@ void write_run_file(const std::string& path, const RunRecord& rec, const MoeNetw
       h5::make_scale(f, "/diagnostics/diag_step", "diag_step");
       h5::write_strings(f, "/diagnostics/metric", out.diag_names);
       h5::make_scale(f, "/diagnostics/metric", "metric");
+      h5::describe(f, "/diagnostics/diag_step", "updates taken when measured");
       h5::write(f, "/diagnostics/values", values.data(), {rows, cols});
       h5::attach_scale(f, "/diagnostics/values", "/diagnostics/diag_step", 0);
       h5::attach_scale(f, "/diagnostics/values", "/diagnostics/metric", 1);
+      h5::describe(f, "/diagnostics/values", "diagnostics on the probe batch (docs/output_format.md)");
       for (const auto& [name, series] : {std::pair{"val_loss", &out.val_loss}, std::pair{"val_accuracy", &out.val_accuracy}}) {
         h5::write(f, std::string("/diagnostics/") + name, series->data(), {rows});
         h5::attach_scale(f, std::string("/diagnostics/") + name, "/diagnostics/diag_step", 0);
       }
+      h5::describe(f, "/diagnostics/val_loss", "validation loss");
+      h5::write_attr(f, "/diagnostics/val_loss", "convention", convention);
+      h5::describe(f, "/diagnostics/val_accuracy", "validation accuracy");
     }
     save_weights(f.id(), "/weights_init", initial);
     save_weights(f.id(), "/weights", final_net);

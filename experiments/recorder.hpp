@@ -28,6 +28,11 @@ void write_run_file(const std::string& path, const RunRecord& record, const MoeN
 // Writes the resolved parameterization (table TOML + per-group values) under `group`.
 void write_param_table(int64_t loc, const std::string& group, const ParamTable& table, const ResolvedParam& resolved);
 
+// The loss convention of every full-batch output (dmft, dmft-moe, converge), also that of
+// `train` with MSE: stored as the `convention` attribute of each loss variable.
+inline constexpr const char* kLimitLossConvention =
+    "mse: mean over the P training points of (f - y)^2 (PyTorch mse_loss)";
+
 // Human-readable table of the resolved per-group values.
 std::string format_resolved(const ResolvedParam& p);
 

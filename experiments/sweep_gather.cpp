@@ -42,7 +42,8 @@ PointData read_point(const std::string& path) {
 }
 
 // Writes `values` with shape axes... + extra dims, attaching the axis scales and then `extra` scales.
-void write_variable(hid_t f, const std::string& name, const std::vector<double>& values,
+template <class V>
+void write_variable(hid_t f, const std::string& name, const std::vector<V>& values,
                     const std::vector<hsize_t>& dims, const std::vector<std::string>& scales) {
   h5::write(f, name, values.data(), dims);
   for (size_t d = 0; d < scales.size(); ++d) h5::attach_scale(f, name, "/" + scales[d], unsigned(d));
@@ -152,7 +153,14 @@ void detail::gather_unlocked(const SweepSpec& spec) {
     h5::write_attr(f, "/", "points_dir", spec.output + ".points");
 
     for (const auto& a : spec.axes) {
-      if (a.numeric) {
+      // Integer-valued axes (sizes, seeds) stay integers; others (LRs) are float64.
+      bool integral = a.numeric;
+      for (const auto& l : a.labels) integral = integral && l.find_first_not_of("+-0123456789") == std::string::npos;
+      if (integral) {
+        std::vector<int64_t> v;
+        for (const auto& l : a.labels) v.push_back(std::stoll(l));
+        h5::write(f, "/" + a.name, v.data(), {hsize_t(v.size())});
+      } else if (a.numeric) {
         std::vector<double> v;
         for (const auto& l : a.labels) v.push_back(std::stod(l));
         h5::write(f, "/" + a.name, v.data(), {hsize_t(v.size())});
@@ -161,13 +169,10 @@ void detail::gather_unlocked(const SweepSpec& spec) {
       }
       h5::make_scale(f, "/" + a.name, a.name);
     }
-    std::vector<int64_t> steps(T), point_ids(P);
-    for (size_t t = 0; t < T; ++t) steps[t] = int64_t(t);
-    for (size_t i = 0; i < P; ++i) point_ids[i] = int64_t(i);
-    h5::write(f, "/step", steps.data(), {hsize_t(T)});
-    h5::make_scale(f, "/step", "step");
-    h5::write(f, "/point", point_ids.data(), {hsize_t(P)});
-    h5::make_scale(f, "/point", "point");
+    h5::write_index_scale(f, "/step", hsize_t(T));
+    h5::describe(f, "/step", "updates taken before the batch's loss was measured");
+    h5::write_index_scale(f, "/point", hsize_t(P));
+    h5::describe(f, "/point", "point index, row-major over the axes");
 
     auto with = [&](std::vector<hsize_t> extra) {
       std::vector<hsize_t> d = grid;
@@ -179,21 +184,29 @@ void detail::gather_unlocked(const SweepSpec& spec) {
       n.insert(n.end(), extra.begin(), extra.end());
       return n;
     };
-    std::vector<double> loss(P * T), diverged(P), diverged_at(P), wall(P);
+    std::vector<double> loss(P * T), wall(P);
+    std::vector<uint8_t> diverged(P);
+    std::vector<int64_t> diverged_at(P);
     std::vector<std::string> point_configs(P), point_inputs(P);
     for (size_t i = 0; i < P; ++i) {
       if (data[i].train_loss.size() != T) throw ConfigError("sweep: points disagree on the number of steps");
       std::copy(data[i].train_loss.begin(), data[i].train_loss.end(), loss.begin() + i * T);
-      diverged[i] = double(data[i].diverged);
-      diverged_at[i] = double(data[i].diverged_at);
+      diverged[i] = uint8_t(data[i].diverged);
+      diverged_at[i] = data[i].diverged_at;
       wall[i] = data[i].wall_seconds;
       point_configs[i] = data[i].config_toml;
       point_inputs[i] = data[i].input_digests;
     }
+    const std::string convention = h5::read_attr_string(h5::File(point_file(spec, 0), h5::Mode::read), "/", "loss_convention");
     write_variable(f, "/train_loss", loss, with({T}), names_with({"step"}));
+    h5::describe(f, "/train_loss", "training batch loss");
+    h5::write_attr(f, "/train_loss", "convention", convention);
     write_variable(f, "/diverged", diverged, grid, axis_names);
+    h5::describe(f, "/diverged", "loss became NaN or Inf (0/1)");
     write_variable(f, "/diverged_at", diverged_at, grid, axis_names);
+    h5::describe(f, "/diverged_at", "first step with a non-finite loss (-1: none)");
     write_variable(f, "/wall_seconds", wall, grid, axis_names);
+    h5::describe(f, "/wall_seconds", "training wall time", "s");
     h5::write_strings(f, "/config_toml", point_configs);
     h5::attach_scale(f, "/config_toml", "/point", 0);
     h5::write_strings(f, "/input_digests", point_inputs);
@@ -218,7 +231,11 @@ void detail::gather_unlocked(const SweepSpec& spec) {
         }
       }
       write_variable(f, "/val_loss", val, with({R}), names_with({"diag_step"}));
+      h5::describe(f, "/val_loss", "validation loss");
+      h5::write_attr(f, "/val_loss", "convention", convention);
       write_variable(f, "/diagnostics", diag, with({R, Q}), names_with({"diag_step", "metric"}));
+      h5::describe(f, "/diagnostics", "diagnostics on the probe batch (docs/output_format.md)");
+      h5::describe(f, "/diag_step", "updates taken when measured");
     }
   });
 }

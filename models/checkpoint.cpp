@@ -1,6 +1,8 @@
 #include "models/checkpoint.hpp"
 
+#include <map>
 #include <sstream>
+#include <stdexcept>
 
 #include "data/h5/h5.hpp"
 
@@ -20,13 +22,40 @@ std::string dims_text(const std::vector<hsize_t>& dims) {
   return s.str();
 }
 
+// The named dimensions of one group's tensor; a deep network's extra leading axis is "block".
+std::vector<std::string> dim_names(Group g, size_t rank) {
+  static const std::map<Group, std::vector<std::string>> names = {
+      {Group::in, {"feature", "hidden"}},
+      {Group::router, {"hidden", "expert"}},
+      {Group::expert1, {"expert", "hidden", "expert_hidden"}},
+      {Group::expert2, {"expert", "expert_hidden", "hidden"}},
+      {Group::out, {"hidden", "output"}},
+      {Group::bias, {"expert"}}};
+  std::vector<std::string> d = names.at(g);
+  if (rank == d.size() + 1) d.insert(d.begin(), "block");
+  if (rank != d.size()) throw std::logic_error("save_weights: unexpected rank of a parameter tensor");
+  return d;
+}
+
 }  // namespace
 
 template <class T>
 void save_weights(int64_t loc, const std::string& group, const MoeNetwork<T>& net) {
+  // Index scales inside the group, so xarray opens it alone with named dimensions.
+  std::map<std::string, hsize_t> sizes;
+  for (const auto& p : net.params()) {
+    const auto names = dim_names(p.group, p.dims.size());
+    for (size_t a = 0; a < names.size(); ++a) sizes[names[a]] = hsize_t(p.dims[a]);
+  }
+  for (const auto& [name, n] : sizes) h5::write_index_scale(hid_t(loc), join(group, name), n);
   for (const auto& p : net.params()) {
     std::vector<hsize_t> dims(p.dims.begin(), p.dims.end());
-    h5::write(hid_t(loc), join(group, p.name), p.data.data(), dims);
+    const std::string path = join(group, p.name);
+    h5::write(hid_t(loc), path, p.data.data(), dims);
+    std::vector<std::string> scales;
+    for (const auto& n : dim_names(p.group, p.dims.size())) scales.push_back(join(group, n));
+    h5::attach_scales(hid_t(loc), path, scales);
+    h5::describe(hid_t(loc), path, std::string("weights of parameter group ") + group_name(p.group));
   }
 }
 

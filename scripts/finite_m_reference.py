@@ -45,7 +45,7 @@ def main():
     args = p.parse_args()
     with h5py.File(args.convergence, "r") as f:
         widths = f["width"][:]
-        finite = f["finite_loss"][:]  # [width, seed, step]
+        finite = f["finite_loss"][:, :, :-1]  # [width, seed, step]; step T is NaN (loss before each update)
         limit, limit_err = f["limit_loss"][:], f["limit_loss_err"][:]
         config = text(f.attrs["config_toml"])
     steps = finite.shape[2]

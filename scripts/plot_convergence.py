@@ -6,13 +6,12 @@ with the fitted slopes.
 usage: plot_convergence.py CONVERGENCE.h5 --out FIGURE.png
 """
 import argparse
+import warnings
 
 import h5py
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from figstyle import colors, mark_diverged, panels, save, text
 
 
 def main():
@@ -22,32 +21,32 @@ def main():
     args = parser.parse_args()
 
     with h5py.File(args.convergence, "r") as f:
-        if f.attrs.get("kind") not in ("dmft_convergence", b"dmft_convergence"):
+        if text(f.attrs.get("kind", "")) != "dmft_convergence":
             raise SystemExit(f"{args.convergence}: not a `moedmft converge` file")
         widths = f["width"][:]
-        finite = f["finite_loss"][:]  # [width, seed, train_step]
+        finite = f["finite_loss"][:]  # [width, seed, step], NaN at the last step (loss before each update)
         limit, limit_err = f["limit_loss"][:], f["limit_loss_err"][:]
         gap, gap_err, spread = f["gap"][:], f["gap_err"][:], f["spread"][:]
         used = f["in_gap_fit"][:].astype(bool)
         fits = {k: (f.attrs[k + "_slope"], f.attrs[k + "_slope_lo"], f.attrs[k + "_slope_hi"]) for k in ("gap", "spread")}
-        table = f["param"].attrs["name"]
-        table = table.decode() if isinstance(table, bytes) else table
-        regime = f["limit_constants"].attrs.get("regime", "I")
-        regime = regime.decode() if isinstance(regime, bytes) else regime
+        table = text(f["param"].attrs["name"])
+        regime = text(f["limit_constants"].attrs.get("regime", "I"))
 
-    steps = finite.shape[2]
+    steps = min(finite.shape[2], len(limit))
     t = np.arange(steps)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(widths)))
-    for w, c in zip(range(len(widths)), colors):
-        ax1.plot(t, np.nanmean(finite[w], axis=0), color=c, lw=1.2, label=f"N={widths[w]}")
+    fig, (ax1, ax2) = panels(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: the last step, diverged runs
+        mean = np.nanmean(finite[:, :, :steps], axis=1)
+    for w, c in zip(range(len(widths)), colors(len(widths))):
+        ax1.plot(t, mean[w], color=c, lw=1.2, label=f"N = {widths[w]}")
     ax1.plot(t, limit[:steps], "k--", lw=1.5, label="DMFT limit")
     ax1.fill_between(t, limit[:steps] - 2 * limit_err[:steps], limit[:steps] + 2 * limit_err[:steps], color="k", alpha=0.2)
     ax1.set_yscale("log")
     ax1.set_xlabel("step")
     ax1.set_ylabel("training loss (seed mean)")
     ax1.set_title(f"{table}: finite widths vs the limit")
-    ax1.legend(fontsize=7, ncol=2)
+    ax1.legend(ncol=2)
 
     ax2.errorbar(widths[used], gap[used], yerr=gap_err[used], fmt="o", color="C0", label="gap (in fit)")
     ax2.errorbar(widths[~used], gap[~used], yerr=gap_err[~used], fmt="o", mfc="none", color="C0", label="gap (below 2 error bars)")
@@ -63,15 +62,14 @@ def main():
     n = widths.astype(float)
     ax2.plot(n, gap[0] * n[0] / n, ":", color="gray", lw=1, label="N^-1")
     ax2.plot(n, spread[0] * np.sqrt(n[0] / n), "-.", color="gray", lw=1, label="N^-1/2")
+    mark_diverged(ax2, widths[~np.isfinite(gap)])
     ax2.set_xscale("log", base=2)
     ax2.set_yscale("log")
     ax2.set_xlabel({"I": "N (= Ne)", "II": "N (M = N/16, Ne fixed)"}.get(regime, "N (= Ne, M = N/16)"))
     ax2.set_ylabel("RMS over steps")
     ax2.set_title("gap of the seed mean and seed spread")
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
-    print(args.out)
+    ax2.legend()
+    save(fig, args.out)
 
 
 if __name__ == "__main__":

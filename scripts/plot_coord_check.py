@@ -9,13 +9,12 @@ and the calculus' predicted slope as a dashed reference line anchored at the sma
 usage: /usr/bin/python3 scripts/plot_coord_check.py results/coord_I_mup_sgd.h5 [-o out.png] [--steps 0,1,3]
 """
 import argparse
+import warnings
 
 import h5py
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from figstyle import panels, save, text
 
 FAMILIES = {
     "activations": ["rms/h1", "b0/rms/psi", "b0/rms/a", "b0/rms/o", "b0/rms/hagg", "rms/f"],
@@ -27,10 +26,6 @@ FAMILIES = {
     "backward into h1": ["b0/back/init", "b0/back/w2", "b0/back/w1", "b0/back/cross"],
 }
 STYLES = ["-", "--", "-.", (0, (3, 1, 1, 1, 1, 1))]
-
-
-def text(v):
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def main():
@@ -49,8 +44,8 @@ def main():
         title = "coord-check: regime %s, %s, %s (lr %g)" % (
             text(f.attrs["regime"]), text(f.attrs["param"]), text(f.attrs["optimizer"]), float(f.attrs["lr"]))
     chosen = [int(s) for s in a.steps.split(",")] if a.steps else steps
-    fig, axes = plt.subplots(1, len(FAMILIES), figsize=(4.2 * len(FAMILIES), 4.2), squeeze=False)
-    for ax, (family, cols) in zip(axes[0], FAMILIES.items()):
+    fig, axes = panels(len(FAMILIES) + 1)
+    for ax, (family, cols) in zip(axes, FAMILIES.items()):
         for ci, col in enumerate(c for c in cols if c in metrics):
             m = metrics.index(col)
             colour = "C%d" % ci
@@ -61,8 +56,10 @@ def main():
                 v = np.abs(values[:, :, d, m])
                 if not np.any(np.isfinite(v) & (v > 0)):
                     continue
-                mean = np.nanmean(v, axis=1)
-                lo, hi = np.nanmin(v, axis=1), np.nanmax(v, axis=1)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # a size where every seed diverged
+                    mean = np.nanmean(v, axis=1)
+                    lo, hi = np.nanmin(v, axis=1), np.nanmax(v, axis=1)
                 label = col if si == len(chosen) - 1 else None
                 mark = "x" if verdict[d, m] == 2 else "o"
                 ax.errorbar(sizes, mean, yerr=[mean - lo, hi - mean], fmt=mark, ls=STYLES[si % len(STYLES)],
@@ -72,16 +69,18 @@ def main():
                     ax.plot(sizes, mean[0] * (sizes / sizes[0]) ** p, color=colour, ls=(0, (1, 3)), lw=1.5)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel("n (ladder scale)")
+        ax.set_xlabel("N (ladder scale n)")
+        ax.set_ylabel("RMS (seed mean, min..max)")
         ax.set_title(family)
-        ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("RMS (seed mean, min..max)")
-    fig.suptitle(title + "; line styles: diag steps %s (faint = early); dotted: predicted slope at step %s; "
-                 "x = disagree" % (",".join(map(str, chosen)), chosen[-1]), fontsize=9)
-    fig.tight_layout()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(ncol=2 if len(cols) > 4 else 1)
+    # The last panel holds the caption: a suptitle this long would not fit at paper width.
+    axes[-1].axis("off")
+    axes[-1].text(0, 1, title.replace(": ", ":\n", 1) + "\nline styles: diag steps %s (faint = early)\n"
+                  "dotted: predicted slope at step %s\nx marker: disagrees with the prediction"
+                  % (",".join(map(str, chosen)), chosen[-1]), va="top", ha="left", transform=axes[-1].transAxes)
     out = a.output or a.file.rsplit(".", 1)[0] + ".png"
-    fig.savefig(out, dpi=110)
-    print("wrote", out)
+    save(fig, out)
 
 
 if __name__ == "__main__":

@@ -23,16 +23,10 @@ import argparse
 import tomllib
 
 import h5py
-import matplotlib
 import matplotlib.ticker
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-
-def text(v):
-    return v.decode() if isinstance(v, bytes) else str(v)
+from figstyle import colors, panels, save, text
 
 
 def run_record(cfg_text, loss, f0):
@@ -56,14 +50,14 @@ def load(paths):
                 cfgs = [text(c) for c in f["config_toml"][:]]
                 loss = f["train_loss"][:]
                 shape = loss.shape[:-1]
-                metrics = [text(m) for m in f["metric"][:]]
+                metrics = [text(m) for m in f["metric"][:]] if "metric" in f else []  # diag_every = 0: none
                 diag = f["diagnostics"][:] if "rms/f" in metrics else None
                 q = metrics.index("rms/f") if diag is not None else None
                 for p, idx in enumerate(np.ndindex(*shape)):
                     f0 = float(diag[idx][0, q]) if diag is not None else np.nan
                     runs.append(run_record(cfgs[p], loss[idx], f0))
             else:
-                metrics = [text(m) for m in f["diagnostics/metric"][:]]
+                metrics = [text(m) for m in f["diagnostics/metric"][:]] if "diagnostics" in f else []
                 f0 = float(f["diagnostics/values"][0, metrics.index("rms/f")]) if "rms/f" in metrics else np.nan
                 runs.append(run_record(text(f.attrs["config_toml"]), f["metrics/train_loss"][:], f0))
     return runs
@@ -148,8 +142,8 @@ def main():
                 row += f"{m:>10.1f} +- {se:>4.1f} ({n})"
             print(row)
 
-    colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(sizes)))
-    fig, axs = plt.subplots(1, len(tables) + 1, figsize=(4.6 * (len(tables) + 1), 4.0))
+    palette = colors(len(sizes))
+    fig, axs = panels(len(tables) + 1)
     for k, t in enumerate(tables):
         ax = axs[k]
         for j, s in enumerate(sizes):
@@ -157,7 +151,7 @@ def main():
             if not sel:
                 continue
             curve = np.mean([smooth(r["loss"], args.smooth) for r in sel], axis=0)
-            ax.plot(np.arange(len(curve)), curve, color=colors[j], label=f"N = {s}")
+            ax.plot(np.arange(len(curve)), curve, color=palette[j], label=f"N = {s}")
         if args.ref == "null":
             for fr in args.frac:
                 ax.axhline(fr * null, color="gray", ls=":", lw=1)
@@ -165,8 +159,7 @@ def main():
                title=f"{t[0]}, lr {t[1]:g}")
         if args.max_step:
             ax.set_xlim(0, args.max_step)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.legend()
     ax = axs[-1]
     markers = ["o", "s", "^", "v", "D"]
     for k, t in enumerate(tables):
@@ -178,11 +171,8 @@ def main():
     ax.set(xscale="log", xlabel="N", ylabel="steps to threshold", title=f"steps until loss < frac x {args.ref} loss")
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=120)
-    print(f"wrote {args.out}")
+    ax.legend()
+    save(fig, args.out)
 
 
 if __name__ == "__main__":

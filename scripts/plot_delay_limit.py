@@ -17,11 +17,9 @@ import argparse
 import tomllib
 
 import h5py
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from figstyle import colors, panels, save
 
 TERMS = {"propagating": 2, "effective": 3}
 
@@ -72,18 +70,17 @@ def main():
     ap.add_argument("--learned", type=float, default=1e-3)
     a = ap.parse_args()
 
-    plt.rcParams.update({"font.size": 9, "axes.titlesize": 9, "legend.fontsize": 7})
-    fig, axes = plt.subplots(2, 2, figsize=(7.0, 5.6), constrained_layout=True)
+    fig, flat = panels(4)
+    axes = [[flat[0], flat[1]], [flat[2], flat[3]]]  # columns: muP, MSSP
     print(f"{'table':<14}{'curve':<12}{'to 0.5 L0':>10}{'to 0.2 L0':>10}{'learned > ' + str(a.learned):>18}")
     for col, (name, conv_path, runs) in enumerate([("muP", a.mup, a.mup_runs), ("MSSP", a.mssp, a.mssp_runs)]):
         c = read_conv(conv_path)
         null = float(c["loss"][0])
         steps = np.arange(len(c["loss"]))
-        cmap = plt.get_cmap("viridis")
-        ax = axes[0, col]
+        ax = axes[0][col]
         for i, N in enumerate(c["widths"]):
-            mean = c["finite"][i].mean(axis=0)
-            ax.plot(np.arange(len(mean)), mean, color=cmap(i / max(1, len(c["widths"]) - 1)), lw=0.9,
+            mean = c["finite"][i].mean(axis=0)  # NaN at the last step: the runs record the loss before each update
+            ax.plot(np.arange(len(mean)), mean, color=colors(len(c["widths"]))[i], lw=0.9,
                     label=f"N = {N}")
             print(f"{name:<14}{'N = ' + str(N):<12}{step_text(first_below(mean, 0.5 * null)):>10}"
                   f"{step_text(first_below(mean, 0.2 * null)):>10}")
@@ -99,12 +96,12 @@ def main():
         print(f"{name:<14}{'limit':<12}{step_text(first_below(c['loss'], 0.5 * null)):>10}"
               f"{step_text(first_below(c['loss'], 0.2 * null)):>10}{step_text(first_above(learned, a.learned)):>18}")
 
-        ax = axes[1, col]
+        ax = axes[1][col]
         for term, style in [("propagating", "-"), ("effective", "--")]:
             ax.plot(steps, np.maximum(c["agg"][:, TERMS[term]], 1e-12), "k" + style, lw=2, label=f"limit, {term}")
         for j, path in enumerate(sorted(runs, key=lambda p: read_run(p)[0])):
             N, prop, eff = read_run(path)
-            color = cmap(j / max(1, len(runs) - 1))
+            color = colors(len(runs))[j]
             ax.plot(np.arange(len(prop)), np.maximum(prop, 1e-12), "-", color=color, lw=0.9, label=f"N = {N}, prop.")
             ax.plot(np.arange(len(eff)), np.maximum(eff, 1e-12), "--", color=color, lw=0.9, label=f"N = {N}, eff.")
             print(f"{name:<14}{'N = ' + str(N) + ' run':<12}{'':>10}{'':>10}"
@@ -115,8 +112,7 @@ def main():
         ax.set_ylabel("RMS over hagg neurons and points")
         ax.set_title(f"{name}: learned part of hagg")
         ax.legend(ncol=2)
-    fig.savefig(a.out, dpi=150)
-    print(a.out)
+    save(fig, a.out)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,13 @@ assert lim.aggregation_rms.dims == ("step", "term") and lim.sizes["term"] == 5
 assert lim.kernel_h1.dims == ("step", "point", "point2")
 assert float(lim.loss[-1]) < float(lim.loss[0])
 conv = xr.open_dataset(sys.argv[2], engine="h5netcdf")
-assert conv.finite_loss.dims == ("width", "seed", "train_step"), conv.finite_loss.dims
+# One time axis shared with the limit; real seed values (the config's seed = 1, then 2).
+assert conv.finite_loss.dims == ("width", "seed", "step"), conv.finite_loss.dims
+assert conv.sizes["step"] == conv.limit_loss.sizes["step"] and list(conv.seed.values) == [1, 2], conv.seed.values
+assert conv.finite_loss.isel(step=-1).isnull().all() and conv.finite_loss.isel(step=0).notnull().all()
+assert conv.in_gap_fit.dtype.kind in "iu" and "convention" in conv.finite_loss.attrs
 assert list(conv.width.values) == [int(w) for w in sys.argv[3].split(",")] and conv.sizes["seed"] == 2
 assert conv.gap.dims == ("width",) and conv.limit_loss.dims == ("step",)
+assert lim.loss.attrs["convention"] == conv.limit_loss.attrs["convention"] == conv.finite_loss.attrs["convention"]
 print("moe limit files ok (regime %s):" % regime, dict(lim.sizes), dict(conv.sizes))
 PY

@@ -514,4 +514,20 @@ void attach_scale(hid_t loc, const std::string& dataset_path, const std::string&
                "cannot attach scale '" + scale_path + "' to");
 }
 
+void write_index_scale(hid_t loc, const std::string& path, hsize_t n) {
+  std::vector<int64_t> v(n);
+  for (hsize_t i = 0; i < n; ++i) v[i] = int64_t(i);
+  write(loc, path, v.data(), {n});
+  make_scale(loc, path, path.substr(path.find_last_of('/') + 1));
+}
+
+void attach_scales(hid_t loc, const std::string& dataset_path, const std::vector<std::string>& scales) {
+  for (size_t d = 0; d < scales.size(); ++d) attach_scale(loc, dataset_path, scales[d], unsigned(d));
+}
+
+void describe(hid_t loc, const std::string& path, const std::string& long_name, const std::string& units) {
+  write_attr(loc, path, "long_name", long_name);
+  write_attr(loc, path, "units", units);
+}
+
 }  // namespace moedmft::h5

@@ -87,5 +87,11 @@ int64_t read_attr_int64(hid_t loc, const std::string& path, const std::string& n
 // and attach it to dimension `axis` of `dataset_path`.
 void make_scale(hid_t loc, const std::string& scale_path, const std::string& dim_name);
 void attach_scale(hid_t loc, const std::string& dataset_path, const std::string& scale_path, unsigned axis);
+// An int64 index axis 0..n-1 at `path`, made a scale named after the path's last component.
+void write_index_scale(hid_t loc, const std::string& path, hsize_t n);
+// Attaches scales[d] to axis d of `dataset_path`, for every d.
+void attach_scales(hid_t loc, const std::string& dataset_path, const std::vector<std::string>& scales);
+// The CF attributes xarray and plotting tools show: `long_name` and `units` ("1": dimensionless).
+void describe(hid_t loc, const std::string& path, const std::string& long_name, const std::string& units = "1");
 
 }  // namespace moedmft::h5

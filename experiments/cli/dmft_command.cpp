@@ -6,6 +6,7 @@
 #include "data/dataset.hpp"
 #include "data/h5/h5.hpp"
 #include "experiments/file_guard.hpp"
+#include "experiments/recorder.hpp"
 #include "experiments/run_config.hpp"
 #include "experiments/cli/commands.hpp"
 #include "experiments/progress.hpp"
@@ -108,53 +109,61 @@ void write_dmft_file(const DmftRun& run, const dmft::DmftResult& r) {
     h5::write_attr(f, "/", "config_toml", run.resolved_toml);
     h5::write_attr(f, "/", "seed", int64_t(run.cfg.seed));
     h5::write_attr(f, "/", "data_description", run.data.description);
-    h5::write_attr(f, "/", "loss_convention",
-                   std::string("L = 0.5 * sum over the P points of (y - f)^2; PyTorch's mean MSE is 2 L / P"));
+    h5::write_attr(f, "/", "loss_convention", std::string(kLimitLossConvention));
     h5::write_attr(f, "/", "time_convention",
                    std::string("step t = 0..T of full-batch GD; gradient-flow time t * eta; network LR gamma0^2 N eta"));
     h5::write_attr(f, "/", "iterations", int64_t(r.iterations));
-    auto axis = [&](const std::string& name, hsize_t n) {
-      std::vector<int64_t> v(n);
-      for (hsize_t i = 0; i < n; ++i) v[i] = int64_t(i);
-      h5::write(f, name, v.data(), {n});
-      h5::make_scale(f, name, name);
-    };
-    axis("step", T1);
-    axis("point", P);
-    axis("point2", P);
-    axis("layer", L);
-    axis("replicate", R);
-    axis("feature", hsize_t(run.data.input_dim()));
+    const std::vector<std::pair<std::string, hsize_t>> axes = {
+        {"step", T1}, {"step2", T1}, {"point", P}, {"point2", P}, {"layer", L}, {"replicate", R},
+        {"feature", hsize_t(run.data.input_dim())}};
+    for (const auto& [name, n] : axes) h5::write_index_scale(f, name, n);
+    h5::describe(f, "step", "full-batch GD steps taken");
     auto put = [&](const std::string& name, const double* data, std::vector<hsize_t> dims,
-                   std::vector<std::string> scales) {
+                   std::vector<std::string> scales, const std::string& long_name) {
       h5::write(f, name, data, dims);
-      for (size_t d = 0; d < scales.size(); ++d) h5::attach_scale(f, name, scales[d], unsigned(d));
+      h5::attach_scales(f, name, scales);
+      h5::describe(f, name, long_name);
     };
-    put("f", r.f.data(), {T1, P}, {"step", "point"});
-    put("f_err", r.f_err.data(), {T1, P}, {"step", "point"});
-    put("loss", r.loss.data(), {T1}, {"step"});
-    put("loss_err", r.loss_err.data(), {T1}, {"step"});
-    put("ntk0", r.ntk0.data(), {P, P}, {"point", "point2"});
-    put("x", run.data.x.data(), {P, hsize_t(run.data.input_dim())}, {"point", "feature"});
-    put("y", run.data.y.data(), {P}, {"point"});
-    auto kernels = [&](const std::string& name, const std::vector<std::vector<Mat<double>>>& k) {
+    // The solver's L = 0.5 sum_mu (y - f)^2, stored as the mean over the points of (f - y)^2
+    // (2 L / P), the convention of dmft-moe, converge and train.
+    std::vector<double> loss(r.loss), loss_err(r.loss_err);
+    for (size_t t = 0; t < loss.size(); ++t) loss[t] *= 2.0 / double(P), loss_err[t] *= 2.0 / double(P);
+    put("f", r.f.data(), {T1, P}, {"step", "point"}, "network output (replicate mean)");
+    put("f_err", r.f_err.data(), {T1, P}, {"step", "point"}, "standard error of f over replicates");
+    put("loss", loss.data(), {T1}, {"step"}, "training loss (replicate mean)");
+    put("loss_err", loss_err.data(), {T1}, {"step"}, "standard error of loss over replicates");
+    for (const char* name : {"loss", "loss_err"}) h5::write_attr(f, name, "convention", std::string(kLimitLossConvention));
+    put("ntk0", r.ntk0.data(), {P, P}, {"point", "point2"}, "neural tangent kernel at initialisation");
+    put("x", run.data.x.data(), {P, hsize_t(run.data.input_dim())}, {"point", "feature"}, "training inputs");
+    put("y", run.data.y.data(), {P}, {"point"}, "training targets");
+    auto kernels = [&](const std::string& name, const std::vector<std::vector<Mat<double>>>& k, const std::string& what) {
       std::vector<double> flat;
       for (const auto& layer : k)
         for (const auto& m : layer) flat.insert(flat.end(), m.data(), m.data() + m.size());
-      put(name, flat.data(), {L, T1, P, P}, {"layer", "step", "point", "point2"});
+      put(name, flat.data(), {L, T1, P, P}, {"layer", "step", "point", "point2"}, what);
     };
-    kernels("Phi", r.Phi);
-    kernels("G", r.G);
-    kernels("Phi_err", r.Phi_err);
-    kernels("G_err", r.G_err);
+    kernels("Phi", r.Phi, "feature kernel Phi^l(t) (replicate mean)");
+    kernels("G", r.G, "gradient kernel G^l(t) (replicate mean)");
+    kernels("Phi_err", r.Phi_err, "standard error of Phi");
+    kernels("G_err", r.G_err, "standard error of G");
     std::vector<double> reps;
     for (const auto& m : r.f_replicates) reps.insert(reps.end(), m.data(), m.data() + m.size());
-    put("f_replicates", reps.data(), {R, T1, P}, {"replicate", "step", "point"});
-    if (!r.history.empty()) h5::write(f, "history", r.history.data(), {hsize_t(r.history.size())});
-    for (size_t l = 0; l < r.Phi_two.size(); ++l) {
-      const std::string n = std::to_string(l + 1);
-      h5::write(f, "two_time/Phi" + n, r.Phi_two[l].data(), {hsize_t(r.Phi_two[l].rows()), hsize_t(r.Phi_two[l].cols())});
-      h5::write(f, "two_time/G" + n, r.G_two[l].data(), {hsize_t(r.G_two[l].rows()), hsize_t(r.G_two[l].cols())});
+    put("f_replicates", reps.data(), {R, T1, P}, {"replicate", "step", "point"}, "network output of each replicate");
+    if (!r.history.empty()) {
+      h5::write_index_scale(f, "iteration", r.history.size());
+      put("history", r.history.data(), {hsize_t(r.history.size())}, {"iteration"},
+          "fixed point: relative change per iteration (replicate 0)");
+    }
+    // Two-time kernels: the solver's [(T+1)P, (T+1)P] time-major matrices are exactly
+    // [step, point, step2, point2] in row-major order.
+    auto two_time = [&](const std::string& name, const std::vector<Mat<double>>& k, const std::string& what) {
+      std::vector<double> flat;
+      for (const auto& m : k) flat.insert(flat.end(), m.data(), m.data() + m.size());
+      put(name, flat.data(), {L, T1, P, T1, P}, {"layer", "step", "point", "step2", "point2"}, what);
+    };
+    if (!r.Phi_two.empty()) {
+      two_time("Phi_two", r.Phi_two, "two-time feature kernel Phi^l(t, s) (replicate mean)");
+      two_time("G_two", r.G_two, "two-time gradient kernel G^l(t, s) (replicate mean)");
     }
   });
 }
