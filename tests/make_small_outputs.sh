@@ -42,7 +42,7 @@ key = "seed"
 values = [1, 2]
 EOF
 "$moedmft" sweep -q -c "$dir/sweep.toml" -o "$dir/sweep.h5" >/dev/null
-"$moedmft" analyze "$dir/sweep.h5" >/dev/null
+"$moedmft" analyze "$dir/sweep.h5" -o "$dir/sweep.h5" >/dev/null   # the analysed copy replaces it
 
 "$moedmft" dmft -q --set dmft.T=8 --set dmft.L=2 --set dmft.samples=128 --set dmft.replicates=2 \
   --set dmft.two_time_kernels=true --set data.P=5 -o "$dir/dmft.h5" >/dev/null
