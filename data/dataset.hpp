@@ -1,5 +1,5 @@
 // In-memory datasets and the ways to obtain them: a seeded teacher-student generator and
-// loaders for HDF5, CIFAR-10 binary and MNIST IDX files.
+// loaders for HDF5, CIFAR-10 binary and (gzipped) MNIST-layout IDX files.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -59,13 +59,26 @@ void write_hdf5_dataset(int64_t loc, const Dataset& ds);
 
 // CIFAR-10 binary: records of 1 label byte + 3072 pixel bytes; pixels scaled to [0,1].
 Dataset load_cifar10_binary(const std::vector<std::string>& files, int max_points = -1);
-// MNIST IDX (images idx3-ubyte, labels idx1-ubyte, optionally gzip-free); pixels scaled to [0,1].
+// MNIST-layout IDX files (images idx3-ubyte, labels idx1-ubyte), gzipped or plain; pixels scaled
+// to [0,1]; the first max_points images (-1: all). Bad files (wrong magic, truncated, sizes that
+// overflow or exceed memory, count mismatch) are one-line ConfigErrors naming the file.
 Dataset load_mnist_idx(const std::string& images_path, const std::string& labels_path, int max_points = -1);
+
+// Where Debian's dataset-fashion-mnist package puts the four gzipped IDX files.
+inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+// The four files of an MNIST-layout folder (NAME.gz preferred over NAME).
+struct MnistFolder {
+  std::string train_images, train_labels, test_images, test_labels;
+};
+MnistFolder find_mnist_folder(const std::string& dir);
+// Both splits: train (first max_train, -1: all) and test as `val` (first max_test; 0: none).
+TrainValSplit load_mnist_folder(const std::string& dir, int max_train = -1, int max_test = -1);
 
 // Standardise inputs to zero mean / unit variance per feature using the given statistics source.
 void standardize_inputs(Dataset& target, const Dataset& statistics_from);
 
-// Dispatch on a path: ".h5"/".hdf5" -> HDF5, "*idx3-ubyte" -> MNIST (labels beside it),
+// Dispatch on a path: ".h5"/".hdf5" -> HDF5, "*idx3*" (also .gz) -> MNIST (labels beside it),
 // ".bin" -> CIFAR-10. Throws ConfigError naming the path on failure.
 Dataset load_dataset_file(const std::string& path, int max_points = -1);
 

@@ -1,8 +1,9 @@
-// Dataset files: HDF5 (ours or hand-made), CIFAR-10 binary batches and MNIST IDX files.
+// Dataset files: HDF5 (ours or hand-made) and CIFAR-10 binary batches; MNIST IDX files in idx.cpp.
 #include <algorithm>
 #include <cctype>
 #include <climits>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -23,10 +24,6 @@ std::vector<unsigned char> read_bytes(const std::string& path) {
   std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) throw ConfigError("cannot read dataset file " + quoted(path));
   return bytes;
-}
-
-uint32_t big_endian32(const std::vector<unsigned char>& b, size_t at) {
-  return (uint32_t{b[at]} << 24) | (uint32_t{b[at + 1]} << 16) | (uint32_t{b[at + 2]} << 8) | uint32_t{b[at + 3]};
 }
 
 // Runs validate() and prefixes any complaint with the file it came from.
@@ -212,50 +209,6 @@ Dataset load_cifar10_binary(const std::vector<std::string>& files, int max_point
   return ds;
 }
 
-// ---- MNIST -----------------------------------------------------------------------------
-
-Dataset load_mnist_idx(const std::string& images_path, const std::string& labels_path, int max_points) {
-  const auto images = read_bytes(images_path);
-  const auto bad_images = [&](const std::string& what) { return ConfigError("MNIST images file " + quoted(images_path) + ": " + what); };
-  if (images.size() < 16) throw bad_images("truncated IDX header");
-  if (big_endian32(images, 0) != 0x00000803u) throw bad_images("bad magic number (expected 0x00000803)");
-  const uint64_t count = big_endian32(images, 4), rows = big_endian32(images, 8), cols = big_endian32(images, 12);
-  if (images.size() != 16 + count * rows * cols)
-    throw bad_images("expected " + std::to_string(16 + count * rows * cols) + " bytes for " + std::to_string(count) +
-                     " images of " + std::to_string(rows) + "x" + std::to_string(cols) + ", found " +
-                     std::to_string(images.size()));
-
-  const auto labels = read_bytes(labels_path);
-  const auto bad_labels = [&](const std::string& what) { return ConfigError("MNIST labels file " + quoted(labels_path) + ": " + what); };
-  if (labels.size() < 8) throw bad_labels("truncated IDX header");
-  if (big_endian32(labels, 0) != 0x00000801u) throw bad_labels("bad magic number (expected 0x00000801)");
-  const uint64_t label_count = big_endian32(labels, 4);
-  if (labels.size() != 8 + label_count)
-    throw bad_labels("expected " + std::to_string(8 + label_count) + " bytes for " + std::to_string(label_count) +
-                     " labels, found " + std::to_string(labels.size()));
-  if (label_count != count)
-    throw bad_labels(std::to_string(label_count) + " labels but " + quoted(images_path) + " has " +
-                     std::to_string(count) + " images");
-
-  const int P = capped(count, max_points);
-  const auto D = static_cast<Eigen::Index>(rows * cols);
-  Dataset ds;
-  ds.x.resize(P, D);
-  ds.labels.resize(P);
-  ds.num_classes = 10;
-  for (int i = 0; i < P; ++i) {
-    const unsigned char l = labels[8 + i];
-    if (l > 9) throw bad_labels("label " + std::to_string(i) + " is " + std::to_string(l) + ", outside 0..9");
-    ds.labels[i] = l;
-    const unsigned char* px = images.data() + 16 + static_cast<size_t>(i) * static_cast<size_t>(D);
-    for (Eigen::Index j = 0; j < D; ++j) ds.x(i, j) = px[j] / 255.0;
-  }
-  ds.y = targets_from_labels(ds.labels, 10, false);
-  ds.description = "mnist " + images_path + " P=" + std::to_string(P);
-  validate_from(ds, images_path);
-  return ds;
-}
-
 // ---- dispatch --------------------------------------------------------------------------
 
 Dataset load_dataset_file(const std::string& path, int max_points) {
@@ -265,6 +218,9 @@ Dataset load_dataset_file(const std::string& path, int max_points) {
   const auto ends_with = [&](const std::string& s) {
     return lower.size() >= s.size() && lower.compare(lower.size() - s.size(), s.size(), s) == 0;
   };
+  if (std::filesystem::is_directory(path))
+    throw ConfigError("dataset file " + quoted(path) +
+                      " is a folder (for an MNIST-layout folder set data.source = \"fashion-mnist\" and data.path)");
   try {
     if (ends_with(".h5") || ends_with(".hdf5")) {
       Dataset ds = load_hdf5_dataset(path);
@@ -291,7 +247,7 @@ Dataset load_dataset_file(const std::string& path, int max_points) {
     throw ConfigError("dataset file " + quoted(path) + ": " + e.what());
   }
   throw ConfigError("dataset file " + quoted(path) +
-                    ": unknown format (expected .h5/.hdf5, an MNIST *idx3-ubyte file or a CIFAR-10 .bin batch)");
+                    ": unknown format (expected .h5/.hdf5, an MNIST *idx3-ubyte[.gz] file or a CIFAR-10 .bin batch)");
 }
 
 }  // namespace moedmft

@@ -45,13 +45,16 @@ void read_group_numbers(Section& parent, const std::string& key, std::map<Group,
 
 void read_data(Section s, DataConfig& d, uint64_t run_seed) {
   d.source = s.get<std::string>("source", "teacher");
-  if (d.source != "teacher" && d.source != "file")
-    throw ConfigError("data.source: unknown value '" + d.source + "' (allowed: teacher, file)");
-  d.path = s.get<std::string>("path", "");
+  if (d.source != "teacher" && d.source != "file" && d.source != "fashion-mnist")
+    throw ConfigError("data.source: unknown value '" + d.source + "' (allowed: teacher, file, fashion-mnist)");
+  d.path = s.get<std::string>("path", d.source == "fashion-mnist" ? kFashionMnistDir : "");
   if (d.source == "file" && d.path.empty()) throw ConfigError("data.path: required when data.source = \"file\"");
   d.max_points = s.get_int("max_points", -1, -1, 1L << 30);
   d.val_points = s.get_int("val_points", 0, 0, 1L << 30);
-  d.standardize = s.get<bool>("standardize", false);
+  if (d.source == "fashion-mnist" && d.val_points > 0)
+    throw ConfigError("data.val_points: fashion-mnist validates on its test split (data.test_points: -1 all, 0 none, or a count)");
+  d.test_points = s.get_int("test_points", -1, -1, 1L << 30);
+  d.standardize = s.get<bool>("standardize", d.source == "fashion-mnist");
   TeacherConfig& t = d.teacher;
   t.kind = get_enum(s, "teacher", "dense", parse_teacher);
   t.task = get_enum(s, "task", "regression", parse_task);

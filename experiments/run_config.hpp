@@ -16,11 +16,12 @@ enum class Protocol { online, full_batch };
 enum class Precision { float32, float64 };
 
 struct DataConfig {
-  std::string source = "teacher";  // teacher | file
-  std::string path;                // for source = file
-  int max_points = -1;             // cap on loaded points (-1: all)
+  std::string source = "teacher";  // teacher | file | fashion-mnist
+  std::string path;                // file source: the file; fashion-mnist: the folder (kFashionMnistDir)
+  int max_points = -1;             // cap on loaded (training) points (-1: all)
   int val_points = 0;              // file source: hold out the last val_points as validation
-  bool standardize = false;        // z-score inputs with training statistics
+  int test_points = -1;            // fashion-mnist: first test-split points used for validation (-1: all)
+  bool standardize = false;        // z-score inputs with training statistics (fashion-mnist: default on)
   TeacherConfig teacher;
 };
 

@@ -252,6 +252,11 @@ std::vector<std::string> input_digests(const std::vector<RunConfig>& configs) {
     else
       lines += digest("param.table", c.param_table);
     if (c.data.source == "file") lines += digest("data.path", c.data.path);
+    if (c.data.source == "fashion-mnist") {
+      const MnistFolder f = find_mnist_folder(c.data.path);
+      for (const std::string& file : {f.train_images, f.train_labels, f.test_images, f.test_labels})
+        lines += digest("data.path", file);
+    }
     if (!c.train.init_from.empty()) lines += digest("train.init_from", c.train.init_from);
     out.push_back(std::move(lines));
   }

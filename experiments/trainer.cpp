@@ -27,13 +27,19 @@ RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides) 
     d.train = std::move(split.train);
     d.val = std::move(split.val);
   } else {
-    Dataset all = load_dataset_file(cfg.data.path, cfg.data.max_points);
-    const int n_val = cfg.data.val_points;
-    if (n_val >= all.size())
-      throw ConfigError("data.val_points: " + std::to_string(n_val) + " leaves no training points (file has " +
-                        std::to_string(all.size()) + ")");
-    d.train = all.rows(0, all.size() - n_val);
-    if (n_val > 0) d.val = all.rows(all.size() - n_val, n_val);
+    if (cfg.data.source == "fashion-mnist") {
+      TrainValSplit split = load_mnist_folder(cfg.data.path, cfg.data.max_points, cfg.data.test_points);
+      d.train = std::move(split.train);
+      d.val = std::move(split.val);  // the test split: validation loss and accuracy at diag_every
+    } else {
+      Dataset all = load_dataset_file(cfg.data.path, cfg.data.max_points);
+      const int n_val = cfg.data.val_points;
+      if (n_val >= all.size())
+        throw ConfigError("data.val_points: " + std::to_string(n_val) + " leaves no training points (file has " +
+                          std::to_string(all.size()) + ")");
+      d.train = all.rows(0, all.size() - n_val);
+      if (n_val > 0) d.val = all.rows(all.size() - n_val, n_val);
+    }
     if (cfg.shape.D != d.train.input_dim() || cfg.shape.C != d.train.output_dim()) {
       // The file decides D and C: re-resolve so the recorded config says what ran.
       std::vector<std::string> with_dims = overrides;

@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build pkg-config
-          libeigen3-dev libhdf5-dev libboost-dev catch2 libcli11-dev libtomlplusplus-dev libopenblas-dev
+          libeigen3-dev libhdf5-dev libboost-dev catch2 libcli11-dev libtomlplusplus-dev libopenblas-dev zlib1g-dev
           python3 python3-numpy python3-h5py python3-matplotlib python3-xarray python3-h5netcdf
-          slurm-wlm munge openmpi-bin libopenmpi-dev)  # Slurm and MPI: docs/cluster.md and its tests
+          slurm-wlm munge openmpi-bin libopenmpi-dev  # Slurm and MPI: docs/cluster.md and its tests
+          dataset-fashion-mnist)  # /usr/share/datasets/fashion-mnist: docs/data.md and its tests
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
