@@ -82,8 +82,7 @@ void put_loss(hid_t f, const std::string& name, const double* data, const std::v
 }
 
 void kernels(hid_t f, const std::string& name, const std::vector<Mat<double>>& k, const std::string& long_name) {
-  std::vector<double> flat;
-  for (const auto& m : k) flat.insert(flat.end(), m.data(), m.data() + m.size());
+  const std::vector<double> flat = concatenated(k);
   put(f, name, flat.data(), {hsize_t(k.size()), hsize_t(k.front().rows()), hsize_t(k.front().cols())},
       {"step", "point", "point2"}, long_name);
 }

@@ -1,6 +1,7 @@
 // Writes one training run into one self-describing HDF5 file (layout in docs/output_format.md).
 #pragma once
 #include <string>
+#include <vector>
 
 #include "experiments/run_config.hpp"
 #include "experiments/trainer.hpp"
@@ -30,6 +31,14 @@ void write_param_table(int64_t loc, const std::string& group, const ParamTable& 
 
 // The loss convention of every full-batch output (dmft, dmft-moe, converge), also that of
 // `train` with MSE: stored as the `convention` attribute of each loss variable.
+// The matrices' storage one after another: how a list of same-shape matrices (kernels per
+// step, outputs per replicate) becomes one HDF5 array with the list index as leading axis.
+inline std::vector<double> concatenated(const std::vector<Mat<double>>& matrices) {
+  std::vector<double> flat;
+  for (const auto& m : matrices) flat.insert(flat.end(), m.data(), m.data() + m.size());
+  return flat;
+}
+
 inline constexpr const char* kLimitLossConvention =
     "mse: mean over the P training points of (f - y)^2 (PyTorch mse_loss)";
 

@@ -208,14 +208,7 @@ RunConfig load_from_result(const std::string& path, const std::vector<std::strin
 
 }  // namespace
 
-bool is_builtin_param_name(const std::string& name) {
-  const auto names = builtin_param_names();
-  return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-bool is_run_path_key(const std::string& key) {
-  return key == "data.path" || key == "param.table" || key == "train.init_from";
-}
+const std::array<const char*, 3> kRunPathKeys = {"data.path", "param.table", "train.init_from"};
 
 std::string anchor_path(const std::string& value, const std::string& config_file) {
   namespace fs = std::filesystem;
@@ -224,17 +217,24 @@ std::string anchor_path(const std::string& value, const std::string& config_file
   return folder.empty() ? value : (folder / value).lexically_normal().string();
 }
 
+std::string anchor_run_value(const std::string& key, const std::string& value, const std::string& config_file) {
+  if (std::find(kRunPathKeys.begin(), kRunPathKeys.end(), key) == kRunPathKeys.end()) return value;
+  if (key == "param.table") {  // a built-in name is not a path
+    const auto names = builtin_param_names();
+    if (std::find(names.begin(), names.end(), value) != names.end()) return value;
+  }
+  return anchor_path(value, config_file);
+}
+
 std::string anchor_run_paths(const std::string& toml_text, const std::string& config_file) {
   if (config_file.empty()) return toml_text;
   toml::table root = parse_toml(toml_text, config_file);
   bool changed = false;
-  for (const char* dotted : {"data.path", "param.table", "train.init_from"}) {
-    const std::string key(dotted);
+  for (const char* key : kRunPathKeys) {
     toml::node* node = root.at_path(key).node();
     if (!node || !node->is_string()) continue;  // absent, or a type error the parser reports
     const std::string value = *node->value<std::string>();
-    if (key == "param.table" && is_builtin_param_name(value)) continue;  // a name, not a path
-    const std::string anchored = anchor_path(value, config_file);
+    const std::string anchored = anchor_run_value(key, value, config_file);
     if (anchored != value) {
       *node->as_string() = anchored;
       changed = true;

@@ -66,9 +66,10 @@ RunConfig load_run_config(const std::string& path, const std::vector<std::string
 // train.init_from) are relative to the folder of the config file that names them, so a config
 // works from any working directory. Outputs and --set values stay relative to the working
 // directory. `config_file` empty: nothing changes.
-bool is_run_path_key(const std::string& dotted_key);
-bool is_builtin_param_name(const std::string& name);
 std::string anchor_path(const std::string& value, const std::string& config_file);
+// `value` of the dotted run-config `key` as the config file means it: anchored when the key
+// names a file, unchanged otherwise (other keys, built-in table names, absolute paths).
+std::string anchor_run_value(const std::string& key, const std::string& value, const std::string& config_file);
 std::string anchor_run_paths(const std::string& toml_text, const std::string& config_file);
 
 // "key=VALUE" with VALUE written as a TOML string (quotes and backslashes escaped): how a CLI value

@@ -139,13 +139,13 @@ SweepSpec parse_sweep_spec(const std::string& toml_text, const std::vector<std::
     if (!a.is_table()) throw ConfigError("axis: every entry must be a table ([[axis]])");
     SweepAxis axis = parse_axis(*a.as_table(), position);
     for (auto& [key, texts] : axis.sets)
-      if (is_run_path_key(key) && !sweep_file.empty())
-        for (auto& text : texts) {
-          const toml::table value = parse_toml("v = " + text, origin);
-          if (auto path = value["v"].value<std::string>();
-              path && !(key == "param.table" && is_builtin_param_name(*path)))
-            text = string_override("", anchor_path(*path, sweep_file)).substr(1);
+      for (auto& text : texts) {
+        const toml::table value = parse_toml("v = " + text, origin);
+        if (auto path = value["v"].value<std::string>()) {
+          const std::string anchored = anchor_run_value(key, *path, sweep_file);
+          if (anchored != *path) text = string_override("", anchored).substr(1);
         }
+      }
     const std::string field = "axis[" + std::to_string(position++) + "].name";
     bool identifier = !axis.name.empty() && !std::isdigit(static_cast<unsigned char>(axis.name[0]));
     for (char ch : axis.name) identifier = identifier && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_');

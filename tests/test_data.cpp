@@ -17,6 +17,8 @@
 namespace fs = std::filesystem;
 using namespace moedmft;
 
+using moedmft::testing::config_error;
+using moedmft::testing::put_be32;
 using moedmft::testing::Scratch;
 
 namespace {
@@ -27,19 +29,6 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
-void put_be32(std::vector<uint8_t>& b, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<uint8_t>(v >> shift));
-}
-
-// The ConfigError message from f, or "" when it does not throw ConfigError.
-std::string config_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

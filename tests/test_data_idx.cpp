@@ -18,15 +18,13 @@
 
 namespace fs = std::filesystem;
 using namespace moedmft;
+using moedmft::testing::config_error;
+using moedmft::testing::put_be32;
 using moedmft::testing::Scratch;
 
 namespace {
 
 using Bytes = std::vector<uint8_t>;
-
-void put_be32(Bytes& b, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<uint8_t>(v >> shift));
-}
 
 void write_gz(const std::string& path, const Bytes& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");
@@ -69,15 +67,6 @@ void write_folder(const fs::path& dir) {
   write_gz((dir / "train-labels-idx1-ubyte.gz").string(), labels(40, 0));
   write_gz((dir / "t10k-images-idx3-ubyte.gz").string(), images(20, 2, 3, 5));
   write_gz((dir / "t10k-labels-idx1-ubyte.gz").string(), labels(20, 3));
-}
-
-std::string config_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // The error names the file, fits on one line and says `what`.

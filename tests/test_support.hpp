@@ -4,8 +4,11 @@
 #include <algorithm>
 #include <unistd.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "models/parameterization.hpp"
 #include "models/random.hpp"
@@ -27,6 +30,21 @@ struct Scratch {
   }
   std::string file(const std::string& name) const { return (dir / name).string(); }
 };
+
+// The ConfigError message from f, or "" when it does not throw ConfigError.
+inline std::string config_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Appends v as 4 big-endian bytes (the IDX header layout).
+inline void put_be32(std::vector<uint8_t>& b, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) b.push_back(static_cast<uint8_t>(v >> shift));
+}
 
 // Distinct, non-unit values for every group so that a misplaced multiplier or LR shows.
 inline ResolvedParam test_param(double router_multiplier = 0.7) {

@@ -138,16 +138,17 @@ void write_dmft_file(const DmftRun& run, const dmft::DmftResult& r) {
     put("y", run.data.y.data(), {P}, {"point"}, "training targets");
     auto kernels = [&](const std::string& name, const std::vector<std::vector<Mat<double>>>& k, const std::string& what) {
       std::vector<double> flat;
-      for (const auto& layer : k)
-        for (const auto& m : layer) flat.insert(flat.end(), m.data(), m.data() + m.size());
+      for (const auto& layer : k) {
+        const std::vector<double> part = concatenated(layer);
+        flat.insert(flat.end(), part.begin(), part.end());
+      }
       put(name, flat.data(), {L, T1, P, P}, {"layer", "step", "point", "point2"}, what);
     };
     kernels("Phi", r.Phi, "feature kernel Phi^l(t) (replicate mean)");
     kernels("G", r.G, "gradient kernel G^l(t) (replicate mean)");
     kernels("Phi_err", r.Phi_err, "standard error of Phi");
     kernels("G_err", r.G_err, "standard error of G");
-    std::vector<double> reps;
-    for (const auto& m : r.f_replicates) reps.insert(reps.end(), m.data(), m.data() + m.size());
+    const std::vector<double> reps = concatenated(r.f_replicates);
     put("f_replicates", reps.data(), {R, T1, P}, {"replicate", "step", "point"}, "network output of each replicate");
     if (!r.history.empty()) {
       h5::write_index_scale(f, "iteration", r.history.size());
@@ -157,8 +158,7 @@ void write_dmft_file(const DmftRun& run, const dmft::DmftResult& r) {
     // Two-time kernels: the solver's [(T+1)P, (T+1)P] time-major matrices are exactly
     // [step, point, step2, point2] in row-major order.
     auto two_time = [&](const std::string& name, const std::vector<Mat<double>>& k, const std::string& what) {
-      std::vector<double> flat;
-      for (const auto& m : k) flat.insert(flat.end(), m.data(), m.data() + m.size());
+      const std::vector<double> flat = concatenated(k);
       put(name, flat.data(), {L, T1, P, T1, P}, {"layer", "step", "point", "step2", "point2"}, what);
     };
     if (!r.Phi_two.empty()) {

@@ -170,10 +170,13 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    // stdout, or the file -o names
+    auto emit = [](const std::string& text, const std::string& output) {
+      if (output.empty()) std::cout << text;
+      else write_text_atomically(output, text);
+    };
     if (*config) {
-      const std::string text = load_run_config(config_path, config_sets).resolved_toml + "\n";
-      if (config_output.empty()) std::cout << text;
-      else write_text_atomically(config_output, text);
+      emit(load_run_config(config_path, config_sets).resolved_toml + "\n", config_output);
       return 0;
     }
     if (*params) {
@@ -181,9 +184,7 @@ int main(int argc, char** argv) {
         if (!params_output.empty()) throw ConfigError("--output: name the table to write (moedmft params NAME -o FILE)");
         for (const auto& n : builtin_param_names()) std::cout << n << "  " << builtin_param_table(n).description << "\n";
       } else {
-        const std::string text = param_table_to_toml(load_param_table(show_name));
-        if (params_output.empty()) std::cout << text;
-        else write_text_atomically(params_output, text);
+        emit(param_table_to_toml(load_param_table(show_name)), params_output);
       }
       return 0;
     }
