@@ -1,6 +1,5 @@
 // MNIST-layout IDX files (MNIST, Fashion-MNIST), gzipped or plain: zlib's gzopen reads a plain
 // file transparently, so one reader serves both and nothing is unpacked on disk.
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include "data/dataset.hpp"
+#include "models/memory_budget.hpp"
 
 namespace moedmft {
 namespace {
@@ -21,17 +21,6 @@ constexpr uint64_t kMaxPixels = uint64_t{1} << 20;
 constexpr unsigned kChunk = 1u << 24;  // gzread takes an unsigned length: read in chunks
 
 std::string quoted(const std::string& path) { return "'" + path + "'"; }
-
-std::string gib(uint64_t bytes) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.1f GiB", static_cast<double>(bytes) / double(1ull << 30));
-  return text;
-}
-
-uint64_t physical_memory() {
-  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : UINT64_MAX;
-}
 
 struct GzFile {
   gzFile f = nullptr;
@@ -90,10 +79,11 @@ class IdxReader {
     if (a.kept > uint64_t(INT_MAX)) throw bad(std::to_string(a.kept) + " items, more than " + std::to_string(INT_MAX));
     // kept * item_bytes * bytes_per_element cannot overflow: each factor is below 2^31, 2^21, 2^4.
     const uint64_t need = a.kept * a.item_bytes * (1 + bytes_per_element_in_memory);
-    if (need > physical_memory())
-      throw bad(std::to_string(a.kept) + " items of " + std::to_string(a.item_bytes) + " values need " + gib(need) +
-                ", more than this machine's " + gib(physical_memory()) +
-                " of memory (data.max_points / data.test_points take subsets)");
+    const double avail = available_memory_bytes();
+    if (double(need) > 0.9 * avail)
+      throw bad(std::to_string(a.kept) + " items of " + std::to_string(a.item_bytes) + " values need " +
+                gib(double(need)) + ", more than the " + gib(avail) +
+                " available (data.max_points / data.test_points take subsets)");
     a.bytes.resize(a.kept * a.item_bytes);
     uint64_t got = read_some(a.bytes.data(), a.bytes.size());
     if (got == a.bytes.size()) got += drain();  // the rest is read only to check the length

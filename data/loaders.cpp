@@ -9,6 +9,7 @@
 
 #include "data/dataset.hpp"
 #include "data/h5/h5.hpp"
+#include "models/memory_budget.hpp"
 
 namespace moedmft {
 namespace {
@@ -62,10 +63,23 @@ bool is_label_vector(hid_t f, const std::string& name) {
   return dims.size() == 1 || (dims.size() == 2 && dims[1] == 1);
 }
 
+// A file may declare any shape (an unwritten chunked dataset costs nothing on disk): check the
+// declared size against memory before reading a dataset.
+void require_readable(hid_t f, const std::string& name, const std::string& path) {
+  double values = 1;
+  for (hsize_t d : h5::dims_of(f, name)) values *= double(d);
+  // read as float64 into a buffer, then copied into the matrix: two copies at the peak
+  require_memory(2 * 8 * values, "dataset file " + quoted(path) + " " + name, "reading it",
+                 std::to_string(static_cast<long long>(values)) + " values declared, 8 bytes each, twice",
+                 "use a smaller file");
+}
+
 Dataset load_hdf5_unchecked(const std::string& path) {
   h5::File f(path, h5::Mode::read);
   const auto bad = [&](const std::string& what) { return ConfigError("dataset file " + quoted(path) + ": " + what); };
   if (!h5::exists(f, "/x")) throw bad("missing dataset /x");
+  for (const char* name : {"/x", "/y", "/labels"})
+    if (h5::exists(f, name)) require_readable(f, name, path);
   std::vector<hsize_t> xd;
   const std::vector<double> x = h5::read_double(f, "/x", &xd);
   if (xd.size() != 2) throw bad("/x must be a 2-d array [P, D], found rank " + std::to_string(xd.size()));
@@ -187,6 +201,8 @@ Dataset load_cifar10_binary(const std::vector<std::string>& files, int max_point
     names += (names.empty() ? "" : ",") + path;
   }
   const int P = capped(total, max_points);
+  require_memory(8.0 * P * kCifarPixels, "data.max_points", "the CIFAR-10 images",
+                 std::to_string(P) + " images of " + std::to_string(kCifarPixels) + " float64 values");
 
   Dataset ds;
   ds.x.resize(P, kCifarPixels);

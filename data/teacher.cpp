@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/dataset.hpp"
+#include "models/memory_budget.hpp"
 #include "models/random.hpp"
 
 namespace moedmft {
@@ -120,6 +121,11 @@ void validate_config(const TeacherConfig& c) {
   // Guard the allocations against overflowing int/Eigen::Index arithmetic.
   const double cells = (static_cast<double>(c.P) + c.P_val) * std::max(c.D, c.C);
   require(cells <= 4e9, "data.P", "small enough that (P + P_val) * max(D, C) <= 4e9", std::to_string(c.P));
+  // inputs, teacher activations and outputs, targets: float64, with one temporary of each
+  const double rows = static_cast<double>(c.P) + c.P_val;
+  require_memory(2 * 8 * rows * (double(c.D) + c.hidden + 2.0 * c.C), "data.P/data.P_val/data.D",
+                 "the teacher dataset", std::to_string(static_cast<long long>(rows)) + " points of D = " +
+                                            std::to_string(c.D) + " inputs");
 }
 
 // Turns teacher outputs into targets, consuming a fixed number of draws per point.

@@ -18,6 +18,7 @@
 #include "experiments/file_guard.hpp"
 #include "experiments/progress.hpp"
 #include "experiments/trainer.hpp"
+#include "models/parallel.hpp"
 #include "moedmft_version.hpp"
 
 namespace moedmft {
@@ -344,18 +345,24 @@ CoordCheckResult run_coord_check(const CoordCheckOptions& opt, bool quiet) {
   const PredictionContext ctx = prediction_context(table, opt.regime, opt.optimizer, residual);
   std::vector<RunOutcome> outcomes(points.size());
   const auto start = std::chrono::steady_clock::now();
-  std::exception_ptr failure;
-  std::atomic<bool> failed{false};
+  FirstFailure failure;
   std::atomic<int> done{0};
   const int threads = opt.parallel > 0 ? opt.parallel : omp_get_max_threads();
+  for (const Point& p : points) {  // refuse before any run starts
+    try {
+      require_run_memory(p.cfg);
+    } catch (const ConfigError& e) {
+      throw ConfigError("--sizes: size " + std::to_string(r.sizes[p.s]) + ": " + e.what());
+    }
+  }
   ProgressLine line("moedmft coord-check", long(points.size()), "runs", !quiet);
   // Largest points first (dynamic schedule); the HDF5 library is not thread-safe, so data
   // preparation (which may read files) is serialised like in the sweep.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (long j = 0; j < long(points.size()); ++j) {
-    if (failed) continue;
+    if (failure.failed()) continue;
     Point& p = points[points.size() - 1 - size_t(j)];
-    try {
+    failure.run([&] {
       RunData data;
 #pragma omp critical(moedmft_hdf5)
       data = prepare_data(p.cfg, p.sets);
@@ -371,12 +378,9 @@ CoordCheckResult run_coord_check(const CoordCheckOptions& opt, bool quiet) {
       else
         train(double{});
       line.update(++done);
-    } catch (...) {
-#pragma omp critical(moedmft_failure)
-      if (!failed.exchange(true)) failure = std::current_exception();
-    }
+    });
   }
-  if (failure) std::rethrow_exception(failure);
+  failure.rethrow();
   line.finish();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.diag_steps = outcomes.front().diag_steps;

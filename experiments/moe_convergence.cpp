@@ -11,6 +11,7 @@
 
 #include "experiments/progress.hpp"
 #include "experiments/trainer.hpp"
+#include "models/parallel.hpp"
 #include "solver/dmft/replicates.hpp"
 
 namespace moedmft {
@@ -53,6 +54,15 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
   if (opt.seeds < 2) throw ConfigError("--seeds: need at least 2 seeds for the spread");
   for (int N : opt.widths)
     if (N < 1) throw ConfigError("--widths: widths must be >= 1");
+  // refuse a bad or too large ladder before the limit and the training
+  for (int N : opt.widths) {
+    const RunConfig cfg = ladder_config(setup, N, 0);
+    try {
+      require_run_memory(cfg);
+    } catch (const ConfigError& e) {
+      throw ConfigError("--widths: width " + std::to_string(N) + ": " + e.what());
+    }
+  }
   ConvergenceResult r;
   r.widths = opt.widths;
   r.seeds = opt.seeds;
@@ -70,7 +80,6 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
     std::snprintf(loss, sizeof loss, "loss %.6g -> %.6g", r.limit.loss.front(), r.limit.loss[T]);
     line.finish(loss);
   }
-  for (int N : opt.widths) ladder_config(setup, N, 0);  // refuse a bad ladder before training
 
   r.loss.assign(size_t(W) * S * T, std::numeric_limits<double>::quiet_NaN());
   // Widest first so the long runs start early; each run single-threaded.
@@ -80,12 +89,12 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
   const int saved = omp_get_max_threads();
   ProgressLine line("moedmft converge: widths", long(jobs.size()), "runs", opt.progress);
   std::atomic<long> done{0};
-  std::exception_ptr failure;  // nothing may escape the parallel region: rethrown after it
+  FirstFailure failure;
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t j = 0; j < jobs.size(); ++j) {
     const auto [w, s] = jobs[j];
     omp_set_num_threads(1);
-    try {
+    failure.run([&] {
       RunConfig cfg = ladder_config(setup, r.widths[w], setup.run.seed + uint64_t(s));
       cfg.train.diag_every = 0;
       const ResolvedParam p = resolve_run_param(cfg);
@@ -94,13 +103,10 @@ ConvergenceResult run_convergence(const MoeLimitSetup& setup, const ConvergenceO
       for (int t = 0; t < T && t < int(out.train_loss.size()); ++t)
         r.loss[(size_t(w) * S + s) * T + t] = out.train_loss[t];
       line.update(++done, "last: N=" + std::to_string(r.widths[w]) + " seed " + std::to_string(s));
-    } catch (...) {
-#pragma omp critical
-      if (!failure) failure = std::current_exception();
-    }
+    });
   }
   omp_set_num_threads(saved);
-  if (failure) std::rethrow_exception(failure);
+  failure.rethrow();
   line.finish("");
 
   std::vector<double> err_t(T);

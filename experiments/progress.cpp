@@ -18,6 +18,15 @@ std::string clock_text(double seconds) {
   return buf;
 }
 
+std::string long_run_warning(const std::string& label, double flops, const std::string& knobs) {
+  const double seconds = flops / kAssumedFlopRate;
+  if (!(seconds > 60.0)) return "";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "about %.3g TFLOP", flops / 1e12);
+  return label + ": " + buf + ", roughly " + clock_text(seconds) + " at " +
+         std::to_string(int(kAssumedFlopRate / 1e9)) + " GFLOP/s; " + knobs + " set the cost";
+}
+
 namespace {
 ProgressLine::Io stderr_io() {
   ProgressLine::Io io;

@@ -13,6 +13,12 @@ namespace moedmft {
 // "mm:ss" or "h:mm:ss"; "--:--" for a negative (unknown) duration.
 std::string clock_text(double seconds);
 
+// Warning for a computation estimated at `flops` that would take over a minute on two cores
+// (at kAssumedFlopRate): "<label>: about 12 TFLOP, roughly 04:00 ...; <knobs> set the cost".
+// Empty when shorter.
+constexpr double kAssumedFlopRate = 50e9;
+std::string long_run_warning(const std::string& label, double flops, const std::string& knobs);
+
 class ProgressLine {
  public:
   struct Io {

@@ -21,6 +21,7 @@
 #include "experiments/sweep_internal.hpp"
 #include "experiments/trainer.hpp"
 #include "models/diagnostics.hpp"
+#include "models/parallel.hpp"
 #include "models/multirun.hpp"
 
 namespace moedmft {
@@ -43,14 +44,10 @@ std::string batch_group_key(const RunConfig& cfg) {
 // structured block (GCC terminates the process).
 template <class Fn>
 void serialized_hdf5(Fn fn) {
-  std::exception_ptr failure;
+  FirstFailure failure;
 #pragma omp critical(moedmft_hdf5)
-  try {
-    fn();
-  } catch (...) {
-    failure = std::current_exception();
-  }
-  if (failure) std::rethrow_exception(failure);
+  failure.run(fn);
+  failure.rethrow();
 }
 
 // prepare_data under the HDF5 lock when it reads a file; the teacher source is generated without
@@ -274,13 +271,12 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
     options.progress({d + summary.skipped, long(mine.size()), summary.skipped, elapsed, eta});
   };
   report();
-  std::exception_ptr failure;
-  std::atomic<bool> failed{false};
+  FirstFailure failure;
   // One unit per thread; the HDF5 library is not thread-safe, so file I/O is serialised.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
   for (long u = 0; u < long(units.size()); ++u) {
-    if (failed) continue;
-    try {
+    if (failure.failed()) continue;
+    failure.run([&] {
       const std::vector<long>& unit = units[u];
       if (unit_group[u] < 0) {
         const long index = unit.front();
@@ -303,7 +299,7 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
           run(double{});
         ++done;
         report();
-        continue;
+        return;
       }
       // A chunk of a multi-run group: the data is prepared once per group (the points share
       // [data] and [model]). A file source may re-resolve D and C into each point's config, so
@@ -344,12 +340,9 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
         run(float{});
       else
         run(double{});
-    } catch (...) {
-#pragma omp critical(moedmft_failure)
-      if (!failed.exchange(true)) failure = std::current_exception();
-    }
+    });
   }
-  if (failure) std::rethrow_exception(failure);
+  failure.rethrow();
   summary.trained = done.load();
   summary.diverged = diverged.load();
   if (!sharded) detail::gather_unlocked(spec);

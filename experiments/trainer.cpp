@@ -7,6 +7,7 @@
 
 #include "models/checkpoint.hpp"
 #include "models/diagnostics.hpp"
+#include "models/memory_budget.hpp"
 
 namespace moedmft {
 namespace {
@@ -61,8 +62,34 @@ RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides) 
   return d;
 }
 
+double run_memory_bytes(const RunConfig& cfg) {
+  const Shape& s = cfg.shape;
+  const double value = cfg.precision == Precision::float32 ? 4 : 8;
+  const double N = s.N, Ne = s.Ne, M = s.M, K = s.K, L = s.L;
+  const double params = double(s.D) * N + L * (N * M + M + 2 * M * N * Ne) + N * s.C;
+  // weights, gradients, up to two optimizer moments, the initial copy kept for the output file
+  // and the diagnostics' reference weights
+  const double per_param = 4 + (is_adam_like(cfg.optim.kind) ? 2 : 0);
+  // forward cache and backward temporaries per block, for a training batch
+  const double B = cfg.train.batch_size;
+  const double activations = 2 * L * B * (6 * N + 3 * K * N + 3 * K * Ne + 4 * M);
+  // the diagnostics probe evaluates every expert densely on its batch
+  const double P = cfg.train.diag_every > 0 ? cfg.train.probe_size : 0;
+  const double probe = 3 * L * M * P * (Ne + N);
+  return value * (per_param * params + activations + probe);
+}
+
+void require_run_memory(const RunConfig& cfg) {
+  const Shape& s = cfg.shape;
+  require_memory(run_memory_bytes(cfg), "model.N/model.Ne/model.M/model.L/train.batch_size", "the network",
+                 "N = " + std::to_string(s.N) + ", Ne = " + std::to_string(s.Ne) + ", M = " + std::to_string(s.M) +
+                     ", L = " + std::to_string(s.L) + ", batch " + std::to_string(cfg.train.batch_size) + ", " +
+                     to_string(cfg.precision));
+}
+
 template <class T>
 MoeNetwork<T> build_network(const RunConfig& cfg, const ResolvedParam& resolved) {
+  require_run_memory(cfg);
   MoeNetwork<T> net(cfg.shape, cfg.model, resolved);
   if (cfg.train.init_from.empty()) {
     net.initialize(cfg.seed);

@@ -27,6 +27,10 @@ RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides);
 // process-wide HDF5 lock, so parallel sweep points may call this.
 template <class T>
 MoeNetwork<T> build_network(const RunConfig& cfg, const ResolvedParam& resolved);
+// Peak bytes of one training run (weights, gradients, optimizer state, copies, activations,
+// diagnostics); require_run_memory refuses with a ConfigError naming the model fields.
+double run_memory_bytes(const RunConfig& cfg);
+void require_run_memory(const RunConfig& cfg);
 
 struct RunOutcome {
   std::vector<double> train_loss;      // [steps] loss of the batch each step trained on

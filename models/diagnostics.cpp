@@ -6,6 +6,8 @@
 #include <cmath>
 #include <limits>
 
+#include "models/parallel.hpp"
+
 namespace moedmft {
 namespace {
 
@@ -80,12 +82,15 @@ DiagnosticsProbe<T>::DiagnosticsProbe(const MoeNetwork<T>& net, Mat<T> x, Mat<T>
   const T s1 = T(net.param()[Group::expert1].multiplier);
   for (int l = 0; l < L; ++l) {
     block_in0_[l] = c.blocks[l].input;
+    FirstFailure failure;
 #pragma omp parallel num_threads(expert_threads(M, double(P) * shape_.N * shape_.Ne * M))
     {
       Mat<T> pre;
 #pragma omp for schedule(static)
-      for (int m = 0; m < M; ++m) dense_expert(options_.activation, block_in0_[l], net.w_expert1(l, m), s1, pre, act0_[l][m]);
+      for (int m = 0; m < M; ++m)
+        failure.run([&] { dense_expert(options_.activation, block_in0_[l], net.w_expert1(l, m), s1, pre, act0_[l][m]); });
     }
+    failure.rethrow();
   }
 
   auto& n = names_;
@@ -176,6 +181,7 @@ std::vector<double> DiagnosticsProbe<T>::measure(const MoeNetwork<T>& net, const
 
     std::vector<ExpertAcc<T>> acc(nth);
     for (auto& A : acc) A.zero(P, N);  // also covers threads the runtime did not start
+    FirstFailure failure;
 #pragma omp parallel num_threads(nth)
     {
       ExpertAcc<T>& A = acc[omp_get_thread_num()];
@@ -183,59 +189,62 @@ std::vector<double> DiagnosticsProbe<T>::measure(const MoeNetwork<T>& net, const
       Vec<T> gm;
 #pragma omp for schedule(static)
       for (int m = 0; m < M; ++m) {
-        const ConstMatMap<T> w1 = net.w_expert1(l, m), w2 = net.w_expert2(l, m);
-        const ConstMatMap<T> w10(w0_[int(Group::expert1)].data() + (long(l) * M + m) * per, N, Ne);
-        const ConstMatMap<T> w20(w0_[int(Group::expert2)].data() + (long(l) * M + m) * per, Ne, N);
-        dw1 = w1 - w10;
-        dw2 = w2 - w20;
-        dense_expert(opt.activation, xt, w1, s1, pre, a);
-        e1.noalias() = xt * dw1;
-        p1.noalias() = dx * w10;
-        A.eff1 += sumsq(e1);
-        A.prop1 += sumsq(p1);
-        const Mat<T>& a0 = act0_[l][m];
-        da = a - a0;
-        // The four forward terms s2 {a0 W2(0), da W2(0), a0 dW2, da dW2}; o = their sum.
-        ti.noalias() = a0 * w20;
-        tp.noalias() = da * w20;
-        te.noalias() = a0 * dw2;
-        tx.noalias() = da * dw2;
-        ti *= s2;
-        tp *= s2;
-        te *= s2;
-        tx *= s2;
-        o = ti + tp + te + tx;
-        A.ss_a += sumsq(a);
-        A.ss_o += sumsq(o);
-        o = te + tx;  // s2 a(t) dW2: effective update of expert2
-        A.eff2 += sumsq(o);
-        A.prop2 += sumsq(tp);
-        gm = bc.gates.col(m);
-        if (gm.cwiseAbs().maxCoeff() == T(0)) continue;  // never selected: no gated contribution
-        A.ai.noalias() += gm.asDiagonal() * ti;
-        A.ap.noalias() += gm.asDiagonal() * tp;
-        A.ae.noalias() += gm.asDiagonal() * te;
-        A.ax.noalias() += gm.asDiagonal() * tx;
-        // Backward: dz = phi'(pre) * (s2 d_o W2^T), contribution s1 dz W1^T (s1 s2 are in d).
-        d_o.noalias() = gm.asDiagonal() * d;
-        activation_derivative(opt.activation, pre, dphi);
-        u0.noalias() = d_o * w20.transpose();
-        ud.noalias() = d_o * dw2.transpose();
-        u0.array() *= dphi.array();
-        ud.array() *= dphi.array();
-        A.bi.noalias() += u0 * w10.transpose();
-        A.b2.noalias() += ud * w10.transpose();
-        A.b1.noalias() += u0 * dw1.transpose();
-        A.bx.noalias() += ud * dw1.transpose();
+        if (failure.failed()) continue;
+        failure.run([&] {
+          const ConstMatMap<T> w1 = net.w_expert1(l, m), w2 = net.w_expert2(l, m);
+          const ConstMatMap<T> w10(w0_[int(Group::expert1)].data() + (long(l) * M + m) * per, N, Ne);
+          const ConstMatMap<T> w20(w0_[int(Group::expert2)].data() + (long(l) * M + m) * per, Ne, N);
+          dw1 = w1 - w10;
+          dw2 = w2 - w20;
+          dense_expert(opt.activation, xt, w1, s1, pre, a);
+          e1.noalias() = xt * dw1;
+          p1.noalias() = dx * w10;
+          A.eff1 += sumsq(e1);
+          A.prop1 += sumsq(p1);
+          const Mat<T>& a0 = act0_[l][m];
+          da = a - a0;
+          // The four forward terms s2 {a0 W2(0), da W2(0), a0 dW2, da dW2}; o = their sum.
+          ti.noalias() = a0 * w20;
+          tp.noalias() = da * w20;
+          te.noalias() = a0 * dw2;
+          tx.noalias() = da * dw2;
+          ti *= s2;
+          tp *= s2;
+          te *= s2;
+          tx *= s2;
+          o = ti + tp + te + tx;
+          A.ss_a += sumsq(a);
+          A.ss_o += sumsq(o);
+          o = te + tx;  // s2 a(t) dW2: effective update of expert2
+          A.eff2 += sumsq(o);
+          A.prop2 += sumsq(tp);
+          gm = bc.gates.col(m);
+          if (gm.cwiseAbs().maxCoeff() == T(0)) return;  // never selected: no gated contribution
+          A.ai.noalias() += gm.asDiagonal() * ti;
+          A.ap.noalias() += gm.asDiagonal() * tp;
+          A.ae.noalias() += gm.asDiagonal() * te;
+          A.ax.noalias() += gm.asDiagonal() * tx;
+          // Backward: dz = phi'(pre) * (s2 d_o W2^T), contribution s1 dz W1^T (s1 s2 are in d).
+          d_o.noalias() = gm.asDiagonal() * d;
+          activation_derivative(opt.activation, pre, dphi);
+          u0.noalias() = d_o * w20.transpose();
+          ud.noalias() = d_o * dw2.transpose();
+          u0.array() *= dphi.array();
+          ud.array() *= dphi.array();
+          A.bi.noalias() += u0 * w10.transpose();
+          A.b2.noalias() += ud * w10.transpose();
+          A.b1.noalias() += u0 * dw1.transpose();
+          A.bx.noalias() += ud * dw1.transpose();
+        });
       }
     }
+    failure.rethrow();
     ExpertAcc<T>& R = acc[0];
     for (int t = 1; t < nth; ++t) {
       const ExpertAcc<T>& A = acc[t];
       R.ai += A.ai, R.ap += A.ap, R.ae += A.ae, R.ax += A.ax;
       R.bi += A.bi, R.b2 += A.b2, R.b1 += A.b1, R.bx += A.bx;
-      R.ss_a += A.ss_a, R.ss_o += A.ss_o, R.eff1 += A.eff1, R.prop1 += A.prop1, R.eff2 += A.eff2,
-          R.prop2 += A.prop2;
+      R.ss_a += A.ss_a, R.ss_o += A.ss_o, R.eff1 += A.eff1, R.prop1 += A.prop1, R.eff2 += A.eff2, R.prop2 += A.prop2;
     }
     for (Mat<T>* t : {&R.ai, &R.ap, &R.ae, &R.ax}) *t *= agg;
 

@@ -9,6 +9,8 @@
 #include <limits>
 #include <string>
 
+#include "models/parallel.hpp"
+
 namespace moedmft {
 
 namespace {
@@ -65,20 +67,17 @@ void MultiRunEngine<T>::step_live_runs(std::vector<double>& losses, std::vector<
   const int R = size();
   losses.assign(R, kNaN);
   if (f) f->resize(R);
-  std::exception_ptr failure;
+  FirstFailure failure;
   // One group of runs per thread (static), single-threaded GEMMs inside each run.
 #pragma omp parallel for schedule(static) num_threads(threads())
   for (int r = 0; r < R; ++r) {
     Run& run = *runs_[r];
     if (run.diverged) continue;
-    try {
+    failure.run([&] {
       losses[r] = one(run, r, f ? &(*f)[r] : nullptr);
-    } catch (...) {
-#pragma omp critical(moedmft_multirun_failure)
-      if (!failure) failure = std::current_exception();
-    }
+    });
   }
-  if (failure) std::rethrow_exception(failure);
+  failure.rethrow();
 }
 
 template <class T>
@@ -112,8 +111,7 @@ template <class T>
 void MultiRunEngine<T>::train(long steps, const BatchFn& batch, const ObserveFn& observe, bool want_outputs) {
   const int R = size();
   if (R == 0) return;
-  std::exception_ptr failure;
-  std::atomic<bool> failed{false};
+  FirstFailure failure;
   // Blocks of consecutive runs whose working sets fit in cache together (and at least one block
   // per thread). One parallel region for the whole loop: a thread takes the next free block
   // (dynamic, so a thread that gets less of a loaded machine takes fewer blocks) and steps its
@@ -125,12 +123,12 @@ void MultiRunEngine<T>::train(long steps, const BatchFn& batch, const ObserveFn&
   const int blocks = (R + block - 1) / block;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(team)
   for (int k = 0; k < blocks; ++k) {
-    if (failed) continue;
+    if (failure.failed()) continue;
     const int first = k * block, last = std::min(R, first + block);
     RunBatch<T> b;
     Mat<T> f;
-    try {
-      for (long s = 0; s < steps && !failed; ++s) {
+    failure.run([&] {
+      for (long s = 0; s < steps && !failure.failed(); ++s) {
         bool live = false;
         for (int r = first; r < last; ++r) live = live || !runs_[r]->diverged;
         if (!live) break;
@@ -142,13 +140,9 @@ void MultiRunEngine<T>::train(long steps, const BatchFn& batch, const ObserveFn&
           if (observe) observe(r, s, loss, want_outputs ? &f : nullptr);
         }
       }
-    } catch (...) {
-#pragma omp critical(moedmft_multirun_failure)
-      if (!failure) failure = std::current_exception();
-      failed = true;
-    }
+    });
   }
-  if (failure) std::rethrow_exception(failure);
+  failure.rethrow();
 }
 
 template class MultiRunEngine<float>;

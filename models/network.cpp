@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "models/gating.hpp"
+#include "models/parallel.hpp"
 #include "models/random.hpp"
 
 namespace moedmft {
@@ -210,32 +211,43 @@ void MoeNetwork<T>::route(int l, BlockCache<T>& bc) const {
   bc.gates.setZero(B, M);
   std::vector<int>& chosen = bc.selection;
   chosen.resize(size_t(B) * K);
+  FirstFailure failure;
 #pragma omp parallel if (B * M > 4096)
   {
-    std::vector<double> score(M);
+    std::vector<double> score;
     std::vector<int> sel;
-    std::vector<T> q(K), g(K);
+    std::vector<T> q, g;
+    failure.run([&] {
+      score.resize(M);
+      q.resize(K);
+      g.resize(K);
+    });
+    // every thread reaches the worksharing loop (a skipped one would hang the others)
 #pragma omp for
     for (int t = 0; t < B; ++t) {
-      const T* psi = bc.psi.row(t).data();
-      if (topk) {
-        for (int m = 0; m < M; ++m)
-          score[m] = options_.selection == Selection::biased_sigmoid
-                         ? 1.0 / (1.0 + std::exp(-double(psi[m]))) + double(router_bias(l)[m])
-                         : double(psi[m]);
-        select_topk(score.data(), M, K, sel);
-      } else {
-        sel.resize(M);
-        std::iota(sel.begin(), sel.end(), 0);
-      }
-      gate_values(options_.gate, options_.renormalize, param_.gate_factor, psi, sel, q.data(), g.data());
-      for (int j = 0; j < K; ++j) {
-        bc.gate_raw(t, sel[j]) = q[j];
-        bc.gates(t, sel[j]) = g[j];
-        chosen[size_t(t) * K + j] = sel[j];
-      }
+      if (failure.failed()) continue;
+      failure.run([&] {
+        const T* psi = bc.psi.row(t).data();
+        if (topk) {
+          for (int m = 0; m < M; ++m)
+            score[m] = options_.selection == Selection::biased_sigmoid
+                           ? 1.0 / (1.0 + std::exp(-double(psi[m]))) + double(router_bias(l)[m])
+                           : double(psi[m]);
+          select_topk(score.data(), M, K, sel);
+        } else {
+          sel.resize(M);
+          std::iota(sel.begin(), sel.end(), 0);
+        }
+        gate_values(options_.gate, options_.renormalize, param_.gate_factor, psi, sel, q.data(), g.data());
+        for (int j = 0; j < K; ++j) {
+          bc.gate_raw(t, sel[j]) = q[j];
+          bc.gates(t, sel[j]) = g[j];
+          chosen[size_t(t) * K + j] = sel[j];
+        }
+      });
     }
   }
+  failure.rethrow();
   bc.tokens.assign(M, {});
   bc.slot.resize(size_t(B) * K);
   for (int t = 0; t < B; ++t)
@@ -262,21 +274,26 @@ void MoeNetwork<T>::forward_block(int l, const Mat<T>& input, BlockCache<T>& bc)
   // Experts are independent: one per thread, single-threaded GEMMs inside.
   const std::vector<int> order = experts_by_load(bc.tokens);
   const bool parallel = M > 1 && double(B) * shape_.K * N * shape_.Ne > kMinParallelWork;
+  FirstFailure failure;
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int i = 0; i < M; ++i) {
-    const int m = order[i];
-    const auto& tok = bc.tokens[m];
-    if (soft) {
-      bc.pre[m].noalias() = s1 * (input * w_expert1(l, m));
-    } else {
-      Mat<T>& gathered = bc.routed_input[m];
-      gathered.resize(Eigen::Index(tok.size()), N);
-      for (size_t i = 0; i < tok.size(); ++i) gathered.row(i) = input.row(tok[i]);
-      bc.pre[m].noalias() = s1 * (gathered * w_expert1(l, m));
-    }
-    apply_activation(options_.activation, bc.pre[m], bc.act[m]);
-    bc.out[m].noalias() = s2 * (bc.act[m] * w_expert2(l, m));
+    if (failure.failed()) continue;
+    failure.run([&] {
+      const int m = order[i];
+      const auto& tok = bc.tokens[m];
+      if (soft) {
+        bc.pre[m].noalias() = s1 * (input * w_expert1(l, m));
+      } else {
+        Mat<T>& gathered = bc.routed_input[m];
+        gathered.resize(Eigen::Index(tok.size()), N);
+        for (size_t i = 0; i < tok.size(); ++i) gathered.row(i) = input.row(tok[i]);
+        bc.pre[m].noalias() = s1 * (gathered * w_expert1(l, m));
+      }
+      apply_activation(options_.activation, bc.pre[m], bc.act[m]);
+      bc.out[m].noalias() = s2 * (bc.act[m] * w_expert2(l, m));
+    });
   }
+  failure.rethrow();
   // Combine per token (each output row is owned by one thread): sum over its K choices.
   bc.aggregated.resize(B, N);
   const T agg = T(param_.aggregation);
@@ -379,30 +396,35 @@ void MoeNetwork<T>::backward_block(int l, const BlockCache<T>& bc, const Mat<T>&
 
   const std::vector<int> order = experts_by_load(bc.tokens);
   const bool parallel = M > 1 && double(B) * K * N * Ne > kMinParallelWork;
+  FirstFailure failure;
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int e = 0; e < M; ++e) {
-    const int m = order[e];
-    const auto& tok = bc.tokens[m];
-    const int bm = int(tok.size());
-    if (bm == 0) {
-      MatMap<T>(g1 + m * per, N, Ne).setZero();
-      MatMap<T>(g2 + m * per, Ne, N).setZero();
-      continue;
-    }
-    Mat<T> d_o(bm, N);
-    for (int i = 0; i < bm; ++i) {
-      const int t = tok[i];
-      d_gates(t, m) = scale * bc.out[m].row(i).dot(d_out.row(t));
-      d_o.row(i) = (scale * bc.gates(t, m)) * d_out.row(t);
-    }
-    MatMap<T>(g2 + m * per, Ne, N).noalias() = s2 * (bc.act[m].transpose() * d_o);
-    Mat<T> d_pre;
-    activation_derivative(options_.activation, bc.pre[m], d_pre);
-    d_pre.array() *= (s2 * (d_o * w_expert2(l, m).transpose())).array();
-    const Mat<T>& expert_input = soft ? bc.input : bc.routed_input[m];
-    MatMap<T>(g1 + m * per, N, Ne).noalias() = s1 * (expert_input.transpose() * d_pre);
-    d_expert_in[m].noalias() = s1 * (d_pre * w_expert1(l, m).transpose());
+    if (failure.failed()) continue;
+    failure.run([&] {
+      const int m = order[e];
+      const auto& tok = bc.tokens[m];
+      const int bm = int(tok.size());
+      if (bm == 0) {
+        MatMap<T>(g1 + m * per, N, Ne).setZero();
+        MatMap<T>(g2 + m * per, Ne, N).setZero();
+        return;
+      }
+      Mat<T> d_o(bm, N);
+      for (int i = 0; i < bm; ++i) {
+        const int t = tok[i];
+        d_gates(t, m) = scale * bc.out[m].row(i).dot(d_out.row(t));
+        d_o.row(i) = (scale * bc.gates(t, m)) * d_out.row(t);
+      }
+      MatMap<T>(g2 + m * per, Ne, N).noalias() = s2 * (bc.act[m].transpose() * d_o);
+      Mat<T> d_pre;
+      activation_derivative(options_.activation, bc.pre[m], d_pre);
+      d_pre.array() *= (s2 * (d_o * w_expert2(l, m).transpose())).array();
+      const Mat<T>& expert_input = soft ? bc.input : bc.routed_input[m];
+      MatMap<T>(g1 + m * per, N, Ne).noalias() = s1 * (expert_input.transpose() * d_pre);
+      d_expert_in[m].noalias() = s1 * (d_pre * w_expert1(l, m).transpose());
+    });
   }
+  failure.rethrow();
 
   d_in.resize(B, N);
 #pragma omp parallel for schedule(static) if (B * N > 65536)

@@ -189,6 +189,11 @@ std::vector<Command> add_dmft_commands(CLI::App& app) {
              std::vector<std::string> sets = a->sets;
              if (!a->output.empty()) sets.push_back(string_override("output", a->output));
              const DmftRun run = read_dmft_config(a->config, sets);
+             dmft::require_dmft_memory(run.cfg, int(run.data.x.rows()), int(run.data.x.cols()));
+             const std::string slow = long_run_warning(
+                 "moedmft dmft", dmft::dmft_cost(run.cfg, int(run.data.x.rows()), int(run.data.x.cols())).flops,
+                 "dmft.T, dmft.samples, dmft.replicates and dmft.L");
+             if (!slow.empty() && !a->quiet && dmft::is_output_rank()) std::cerr << slow << "\n";
              ProgressLine line("moedmft dmft", run.cfg.replicates, "replicates",
                                !a->quiet && dmft::is_output_rank());
              const dmft::ScopedReplicateProgress scope(line.counter());

@@ -65,6 +65,14 @@ struct DmftResult {
   int iterations = 0;
 };
 
+// Up-front estimate of a solve from its sizes (P points of D inputs): peak bytes and flops.
+struct DmftCost {
+  double bytes = 0, flops = 0;
+};
+DmftCost dmft_cost(const DmftConfig& cfg, int P, int D);
+// Throws a ConfigError naming the size fields when dmft_cost's bytes do not fit in memory.
+void require_dmft_memory(const DmftConfig& cfg, int P, int D);
+
 // Public entry point: x [P, D], y [P] (or [P,1]).
 DmftResult solve_dmft(const DmftConfig& cfg, const Mat<double>& x, const Mat<double>& y);
 

@@ -193,6 +193,7 @@ DmftResult solve_dmft(const DmftConfig& cfg_in, const Mat<double>& x, const Mat<
   if (cfg.P == 0) cfg.P = static_cast<int>(x.rows());
   if (cfg.P != x.rows()) throw ConfigError("dmft.P: must equal the number of rows of x");
   if (y_in.size() != cfg.P) throw ConfigError("dmft.y: must have P entries");
+  require_dmft_memory(cfg, cfg.P, static_cast<int>(x.cols()));
   const Vec<double> y = Eigen::Map<const Vec<double>>(y_in.data(), cfg.P);
   const Mat<double> Kx = input_kernel(x);
   const bool exact = cfg.method == DeepMethod::exact;
