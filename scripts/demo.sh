@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The showcase, on built-in configs (under ten minutes on 2 cores): set up (install what is missing,
+# The showcase, on built-in configs (about a minute after the build on 2 cores; README "Quick start"): set up (install what is missing,
 # build), then
 #   1.+2. solve the regime-I DMFT limit of an MoE (MSSP, SGD, full batch), train finite widths
 #      N = Ne = 32..512 against it, and fit the gap and seed spread versus N (one `converge` call;

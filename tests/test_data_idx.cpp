@@ -165,7 +165,7 @@ TEST_CASE("data: bad IDX files give one-line errors naming the file", "[data][id
   // A header whose data would not fit in memory is refused before anything is allocated.
   const std::string absurd = scratch.file("absurd.gz");
   write_gz(absurd, image_header(2000000000u, 1000, 1000));
-  check_error(load(absurd), absurd, "of memory (data.max_points");
+  check_error(load(absurd), absurd, "available (data.max_points");
 
   const std::string fine = scratch.file("images-idx3-ubyte.gz");
   write_gz(fine, good);

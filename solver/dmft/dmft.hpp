@@ -1,4 +1,4 @@
-// Dense-network DMFT for full-batch gradient descent (docs/dmft.md, shared/science/dmft.md s.1-2).
+// Dense-network DMFT for full-batch gradient descent (docs/dmft.md).
 //
 // Network: h^1 = W^0 x / sqrt(D), h^{l+1} = W^l phi(h^l) / sqrt(N), f = w^L . phi(h^L) / (gamma0 N),
 // all weights N(0,1), network learning rate eta_net = gamma0^2 N eta.
