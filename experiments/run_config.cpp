@@ -131,6 +131,13 @@ RunConfig parse_run_config(const std::string& toml_text, const std::vector<std::
     read_group_numbers(knobs, "init", c.resolve.init_knob);
     read_group_numbers(knobs, "lr", c.resolve.lr_knob);
     knobs.finish();
+    Section base = p.sub("base");
+    c.param_base.N = base.get_int("N", 0, 0, 1L << 20);
+    c.param_base.Ne = base.get_int("Ne", 0, 0, 1L << 20);
+    c.param_base.M = base.get_int("M", 0, 0, 65536);
+    c.param_base.K = base.get_int("K", 0, 0, 65536);
+    c.param_base.L = base.get_int("L", 0, 0, 1024);
+    base.finish();
     Section ov = p.sub("override");
     for (auto& [k, v] : ov.table()) {
       const std::string name(k.str());
@@ -259,8 +266,12 @@ std::string string_override(const std::string& key, const std::string& value) {
 }
 
 ResolvedParam resolve_run_param(const RunConfig& cfg, ParamTable* table_out) {
-  const ParamTable table =
+  ParamTable table =
       cfg.param_table_text.empty() ? load_param_table(cfg.param_table) : parse_param_table(cfg.param_table_text, cfg.param_table);
+  const RunConfig::BaseShape& b = cfg.param_base;
+  for (auto [given, dim] : {std::pair{b.N, &table.base.N}, {b.Ne, &table.base.Ne}, {b.M, &table.base.M},
+                            {b.K, &table.base.K}, {b.L, &table.base.L}})
+    if (given > 0) *dim = given;
   if (table_out) *table_out = table;
   return resolve(table, cfg.shape, cfg.model.m_base, cfg.resolve);
 }

@@ -47,6 +47,11 @@ struct RunConfig {
   // empty: param_table is looked up as a built-in name or a file.
   std::string param_table_text;
   ResolveInputs resolve;  // base lr/eps/wd, knobs, overrides (adam_like set from optim.kind)
+  // param.base.*: the base shape the table's exponents are relative to (muP's base width);
+  // 0 keeps the table's own [base] value.
+  struct BaseShape {
+    int N = 0, Ne = 0, M = 0, K = 0, L = 0;
+  } param_base;
   OptimizerConfig optim;
   TrainConfig train;
   DataConfig data;

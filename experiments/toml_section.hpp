@@ -6,15 +6,60 @@
 #include <toml++/toml.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "models/types.hpp"
 
 namespace moedmft {
+
+// Shortest decimal text that reads back as the same double ("0.1", "1e-08", "0.999").
+inline std::string number_text(double v) {
+  char buf[40];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+// Every key a parser reads, with its type, default and allowed range, in reading order: while a
+// KeyRecorder lives, Section notes each read on this thread (`moedmft config --explain`).
+struct ConfigKeyInfo {
+  std::string key, type, fallback, allowed;
+};
+class KeyRecorder {
+ public:
+  KeyRecorder() : previous_(active()) { active() = this; }
+  ~KeyRecorder() { active() = previous_; }
+  KeyRecorder(const KeyRecorder&) = delete;
+  KeyRecorder& operator=(const KeyRecorder&) = delete;
+  static KeyRecorder*& active() {
+    static thread_local KeyRecorder* current = nullptr;
+    return current;
+  }
+  void note(const std::string& key, const std::string& type, const std::string& fallback) {
+    if (index_.count(key)) return;
+    index_[key] = keys_.size();
+    keys_.push_back({key, type, fallback, ""});
+  }
+  void allowed(const std::string& key, const std::string& text) {
+    if (auto it = index_.find(key); it != index_.end()) keys_[it->second].allowed = text;
+  }
+  const std::vector<ConfigKeyInfo>& keys() const { return keys_; }
+
+ private:
+  KeyRecorder* previous_;
+  std::vector<ConfigKeyInfo> keys_;
+  std::map<std::string, size_t> index_;
+};
 
 // Reads one TOML table strictly: every read marks the key as known and writes the default back
 // when absent, so that after reading, the table IS the fully resolved configuration.
@@ -27,6 +72,16 @@ class Section {
   template <class V>
   V get(const std::string& key, V fallback) {
     used_.insert(key);
+    if (KeyRecorder* r = KeyRecorder::active()) {
+      if constexpr (std::is_same_v<V, bool>)
+        r->note(field(key), "bool", fallback ? "true" : "false");
+      else if constexpr (std::is_integral_v<V>)
+        r->note(field(key), "integer", std::to_string(fallback));
+      else if constexpr (std::is_floating_point_v<V>)
+        r->note(field(key), "number", number_text(fallback));
+      else
+        r->note(field(key), "string", "\"" + std::string(fallback) + "\"");
+    }
     toml::node* node = t_.get(key);
     if (!node) {
       store(key, fallback);
@@ -49,6 +104,7 @@ class Section {
 
   int get_int(const std::string& key, int fallback, long lo, long hi) {
     const int64_t v = get<int64_t>(key, fallback);
+    if (KeyRecorder* r = KeyRecorder::active()) r->allowed(field(key), std::to_string(lo) + " .. " + std::to_string(hi));
     if (v < lo || v > hi)
       throw ConfigError(field(key) + ": " + std::to_string(v) + " is out of range (allowed: " + std::to_string(lo) +
                         " .. " + std::to_string(hi) + ")");
@@ -57,6 +113,7 @@ class Section {
 
   double get_number(const std::string& key, double fallback, double lo, double hi, const char* allowed) {
     const double v = get<double>(key, fallback);
+    if (KeyRecorder* r = KeyRecorder::active()) r->allowed(field(key), allowed);
     if (!std::isfinite(v) || v < lo || v > hi) {
       std::ostringstream msg;
       msg << field(key) << ": " << v << " is out of range (allowed: " << allowed << ")";
@@ -142,6 +199,13 @@ inline void apply_override(toml::table& root, const std::string& assignment) {
 template <class E>
 E get_enum(Section& s, const std::string& key, const std::string& fallback, E (*parse)(const std::string&)) {
   const std::string value = s.get<std::string>(key, fallback);
+  if (KeyRecorder* r = KeyRecorder::active()) try {
+      parse("");  // no choice is empty: the error lists the choices
+    } catch (const ConfigError& e) {
+      const std::string what = e.what();
+      const size_t at = what.find("(allowed: ");
+      if (at != std::string::npos) r->allowed(s.field(key), what.substr(at + 10, what.rfind(')') - at - 10));
+    }
   try {
     return parse(value);
   } catch (const ConfigError& e) {

@@ -94,3 +94,26 @@ TEST_CASE("CLI values become TOML strings with quotes and backslashes intact", "
     CHECK(c.seed == 1);  // nothing in the name is read as another key
   }
 }
+
+TEST_CASE("param.base overrides the table's base shape like any key", "[config]") {
+  const RunConfig plain = parse_run_config("", {});
+  const RunConfig based = parse_run_config("", {"param.base.N=64", "param.base.Ne=64"});
+  ParamTable table;
+  const ResolvedParam r = resolve_run_param(based, &table);
+  CHECK(table.base.N == 64);
+  CHECK(table.base.Ne == 64);
+  CHECK(table.base.M == 8);  // untouched dims keep the table's value
+  // The same as editing the table's [base] by hand.
+  ParamTable edited = load_param_table(plain.param_table);
+  edited.base.N = edited.base.Ne = 64;
+  const ResolvedParam expect = resolve(edited, based.shape, based.model.m_base, based.resolve);
+  const ResolvedParam original = resolve_run_param(plain);
+  for (Group g : {Group::in, Group::expert1, Group::expert2, Group::out}) {
+    CHECK(r[g].init_std == expect[g].init_std);
+    CHECK(r[g].lr == expect[g].lr);
+  }
+  // muP's readout LR is relative to the base width: halving the base at N = 128 changes it.
+  CHECK(r[Group::out].lr != original[Group::out].lr);
+  CHECK(testing::config_error([] { parse_run_config("", {"param.base.N=-1"}); }) ==
+        "param.base.N: -1 is out of range (allowed: 0 .. 1048576)");
+}

@@ -20,6 +20,12 @@ std::vector<Command> add_sweep_commands(CLI::App& app);
 std::vector<Command> add_scaling_commands(CLI::App& app);
 // solver/dmft: `dmft`.
 std::vector<Command> add_dmft_commands(CLI::App& app);
+// Parses the dense `dmft` configuration's defaults (what config --explain records).
+void read_dmft_defaults();
+
+// `config --explain`: every key of the run, dmft-moe and dense dmft configurations with its
+// meaning, type, default and allowed range, as text or as the Markdown of docs/config_reference.md.
+std::string config_reference(bool markdown);
 
 // solver/dmft MoE limit: `dmft-moe` and `converge`.
 std::vector<Command> add_moe_limit_commands(CLI::App& app);

@@ -170,6 +170,8 @@ void write_dmft_file(const DmftRun& run, const dmft::DmftResult& r) {
 
 }  // namespace
 
+void read_dmft_defaults() { read_dmft_config("", {}); }
+
 std::vector<Command> add_dmft_commands(CLI::App& app) {
   struct Args {
     std::string config, output;

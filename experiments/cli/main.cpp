@@ -102,6 +102,9 @@ int main(int argc, char** argv) {
   config->add_option("--config,-c", config_path, "TOML run configuration or a train result (.h5)");
   config->add_option("--set,-s", config_sets, "override a config key (repeatable)");
   config->add_option("--output,-o", config_output, "write the resolved TOML to this file instead of stdout");
+  bool config_explain = false, config_markdown = false;
+  config->add_flag("--explain", config_explain, "print every key with its meaning, type, default and allowed range");
+  config->add_flag("--markdown", config_markdown, "with --explain: as Markdown (docs/config_reference.md)");
 
   std::string analyze_path, analyze_output;
   AnalyzeOptions analyze_options;
@@ -176,7 +179,10 @@ int main(int argc, char** argv) {
       else write_text_atomically(output, text);
     };
     if (*config) {
-      emit(load_run_config(config_path, config_sets).resolved_toml + "\n", config_output);
+      if (config_explain)
+        emit(cli::config_reference(config_markdown), config_output);
+      else
+        emit(load_run_config(config_path, config_sets).resolved_toml + "\n", config_output);
       return 0;
     }
     if (*params) {
