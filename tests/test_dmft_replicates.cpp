@@ -108,3 +108,22 @@ TEST_CASE("two emulated ranks give the one-process DMFT solve bit for bit", "[dm
   CHECK(two.G_err[0][2] == one.G_err[0][2]);
   for (int r = 0; r < 3; ++r) CHECK(two.f_replicates[r] == one.f_replicates[r]);
 }
+
+TEST_CASE("a replicate that throws on one of several threads fails the solve and not the process", "[dmft][replicates]") {
+  // One bad_alloc among eight replicates on two threads: rethrown after the parallel loop.
+  auto one_fails = [](int r) -> Trace {
+    if (r == 5) throw std::bad_alloc();
+    Trace t;
+    t.loss.assign(1, double(r));
+    return t;
+  };
+  CHECK_THROWS_AS(solve_replicates<Trace>(8, 2, one_fails), std::bad_alloc);
+  auto fine = [](int r) -> Trace {
+    Trace t;
+    t.loss.assign(1, double(r));
+    return t;
+  };
+  const std::vector<Trace> traces = solve_replicates<Trace>(8, 2, fine);
+  REQUIRE(traces.size() == 8);
+  for (int r = 0; r < 8; ++r) CHECK(traces[r].loss[0] == r);
+}
