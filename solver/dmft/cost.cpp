@@ -26,6 +26,14 @@ DmftCost dmft_cost(const DmftConfig& cfg, int P, int D) {
     const double fixed_point = (!exact && cfg.method == DeepMethod::fixed_point) ? cfg.max_iter : 1;
     working = L * ((exact || fixed_point == 1 ? 9 : 11) * S * n + 8 * n * n);
     flops = fixed_point * L * (8 * S * n * n + n * n * n / 3);
+    if (!exact && cfg.optimizer != DmftOptimizer::sgd) {
+      // Pair estimator: per hidden-to-hidden matrix M (Adam: also m, v) S x S, plus the entries c
+      // and directions u; input rows W0 [S, D] with moments. Per step and matrix c = (g o Delta)
+      // phi^T, M phi, M^T g: 6 S^2 P, and the entrywise rule on S^2 entries.
+      const double per = cfg.optimizer == DmftOptimizer::adam ? 3 : 1;
+      working += ((L - 1) * per + 2) * S * S + 4 * S * double(D);
+      flops += nt * ((L - 1) * (6 * S * S * p + 10 * S * S) + 4 * S * double(D) * p);
+    }
   } else if (exact) {
     working = nt * (p + 1) * (p + 1) * 2;
     flops = nt * 4 * (p + 1) * (p + 1) * (p + 1);

@@ -7,6 +7,7 @@
 #include "models/random.hpp"
 #include "solver/dmft/activation.hpp"
 #include "solver/dmft/causal.hpp"
+#include "solver/dmft/deep_march.hpp"
 #include "solver/dmft/dmft.hpp"
 
 namespace moedmft::dmft {
@@ -38,6 +39,7 @@ struct Deep {
   Vec<double> z0;
   std::vector<Layer> ly;
   Trace tr;
+  DeepTerms* terms = nullptr;  // null: SGD's kernel terms and updates
 
   Deep(const DmftConfig& c, const Mat<double>& kx, const Vec<double>& yy)
       : cfg(c), Kx(kx), y(yy), S(c.samples), P(static_cast<int>(kx.rows())), T(c.T), L(c.L),
@@ -47,6 +49,10 @@ struct Deep {
   // the hidden-layer sources. Antithetic partner: same forward noise, negated backward noise.
   void draw(uint64_t seed) {
     u1 = sample_fields(Kx, S, seed, cfg.antithetic, &z0);
+    draw_noise(seed);
+  }
+  // The white noises alone (their stream does not depend on how u^1 and z^L(0) were drawn).
+  void draw_noise(uint64_t seed) {
     ly.assign(L, Layer{});
     Rng rng(mix_seed(seed, 0xD33Bull));
     for (int a = 0; a < L; ++a) {
@@ -98,7 +104,11 @@ struct Deep {
     const double g0 = cfg.gamma0, step = cfg.eta * cfg.gamma0, invS = 1.0 / S;
     for (int a = 0; a < L; ++a) {
       Layer& Ly = ly[a];
-      for (Mat<double>* m : {&Ly.phi, &Ly.dphi, &Ly.g, &Ly.gd, &Ly.pd}) m->setZero(S, n);
+      for (Mat<double>* m : {&Ly.phi, &Ly.dphi, &Ly.g}) m->setZero(S, n);
+      if (!terms) {  // the SGD kernel terms' histories
+        Ly.gd.setZero(S, n);
+        Ly.pd.setZero(S, n);
+      }
       if (!gv && a < L - 1) {
         Ly.X.setZero(S, n);
         Ly.Lphi.init(n);
@@ -140,7 +150,8 @@ struct Deep {
           if (!gv) {  // sum_{s<k} A(k,s) g(s) = (g L_G^{-T}) . E[rho phi(k)^T]   (Stein)
             const Mat<double> CA = (lo.rho.leftCols(K0).transpose() * phik) * invS;
             if (cfg.responses) h.noalias() += hi.Y.leftCols(K0) * CA;
-            h.noalias() += step * (hi.gd.leftCols(K0) * Crow.leftCols(K0).transpose());
+            if (terms) terms->forward(a, phik, h);
+            else h.noalias() += step * (hi.gd.leftCols(K0) * Crow.leftCols(K0).transpose());
           } else {
             if (cfg.responses) h.noalias() += hi.g.leftCols(K0) * gv->A[a].block(K0, 0, P, K0).transpose();
             h.noalias() += step * (hi.gd.leftCols(K0) * gv->Kphi[a].block(K0, 0, P, K0).transpose());
@@ -173,7 +184,8 @@ struct Deep {
           // sum_{s<=k} B(k,s) phi(s) = (phi L_Phi^{-T}) . E[zeta g(k)^T], equal time included
           const Mat<double> CB = (hi.zeta.leftCols(K0 + P).transpose() * gk) * invS;
           if (cfg.responses) z.noalias() += lo.X.leftCols(K0 + P) * CB;
-          if (k > 0) z.noalias() += step * (lo.pd.leftCols(K0) * Crow.leftCols(K0).transpose());
+          if (k > 0 && terms) terms->backward(a, gk, z);
+          else if (k > 0) z.noalias() += step * (lo.pd.leftCols(K0) * Crow.leftCols(K0).transpose());
         } else {
           z = gv->LG[a + 1].sample_block(lo.rho, K0, P);
           tr.G[a + 1][k] = (gk.transpose() * gk) * invS;
@@ -184,7 +196,7 @@ struct Deep {
       }
       const Mat<double> g1 = ly[0].g.middleCols(K0, P);
       tr.G[0][k] = (g1.transpose() * g1) * invS;
-      for (int a = 0; a < L; ++a) {
+      for (int a = 0; a < L && !terms; ++a) {
         ly[a].gd.middleCols(K0, P) = ly[a].g.middleCols(K0, P).array().rowwise() * delta.transpose().array();
         ly[a].pd.middleCols(K0, P) = ly[a].phi.middleCols(K0, P).array().rowwise() * delta.transpose().array();
       }
@@ -192,7 +204,16 @@ struct Deep {
         tr.ntk0 = Kx.cwiseProduct(tr.G[0][0]) + tr.Phi[L - 1][0];
         for (int a = 0; a + 1 < L; ++a) tr.ntk0 += tr.G[a + 1][0].cwiseProduct(tr.Phi[a][0]);
       }
-      // ---- updates that close step k: h^1 and the readout
+      // ---- updates that close step k: h^1 and the readout (and an entrywise optimizer's state)
+      if (terms) {
+        std::vector<Mat<double>> phis(L), gs(L);
+        for (int a = 0; a < L; ++a) {
+          phis[a] = ly[a].phi.middleCols(K0, P);
+          gs[a] = ly[a].g.middleCols(K0, P);
+        }
+        terms->close_step(phis, gs, delta, H1, zL);
+        continue;
+      }
       H1.noalias() += step * (ly[0].gd.middleCols(K0, P) * Kx);
       zL.noalias() += step * (phiL * delta);
     }
@@ -241,6 +262,23 @@ Trace march_linear_basis(const DmftConfig& cfg_in, const Mat<double>& Kx, const 
   d.march(nullptr);
   if (cfg.two_time_kernels) d.two_time();
   return std::move(d.tr);
+}
+
+Trace march_deep_with(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y, Mat<double> u1,
+                      Vec<double> z0, uint64_t noise_seed, DeepTerms* terms) {
+  Deep d(cfg, Kx, y);
+  d.u1 = std::move(u1);
+  d.z0 = std::move(z0);
+  d.draw_noise(noise_seed);
+  d.terms = terms;
+  d.march(nullptr);
+  if (cfg.two_time_kernels) d.two_time();
+  return std::move(d.tr);
+}
+
+Trace march_deep(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y, Mat<double> u1, Vec<double> z0,
+                 uint64_t noise_seed) {
+  return march_deep_with(cfg, Kx, y, std::move(u1), std::move(z0), noise_seed, nullptr);
 }
 
 Trace solve_deep_once(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y, uint64_t seed) {

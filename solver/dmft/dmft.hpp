@@ -8,7 +8,9 @@
 // Time: step t = 0..T, gradient-flow time t * eta.
 // Entrywise optimizers (SignGD, Adam; docs/dmft_entrywise.md) act on the O(1) normalised gradient
 // entries c (network gradient entry = -c / (gamma0 N) in the parameterization table's coordinates
-// for the input layer, -c for the readout), each entry moving by gamma0 eta u(c) in the DMFT's units.
+// for the input and hidden layers, -c for the readout), each entry moving by gamma0 eta u(c) in the
+// DMFT's units. For L >= 2 each hidden-to-hidden matrix keeps an S x S pair state (the pair
+// estimator, docs/dmft_entrywise.md s.2): O(S^2 P) work per step and matrix, O(S^2) memory.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -36,8 +38,9 @@ struct DmftConfig {
   bool antithetic = true;    // samples in pairs (u, z) and (u, -z): f(0) = 0 to round-off (S even)
   bool two_time_kernels = false;  // also return Phi(t,s), G(t,s) over all (t,s)
   DeepMethod method = DeepMethod::sweep;  // sweep / fixed_point: L >= 2 only; exact: any L
-  // Optimizer (signgd, adam: L = 1 only). Adam follows PyTorch (bias-corrected moments,
-  // eps added to sqrt(v_hat)); eps in units of the normalised gradient entries (header note).
+  // Optimizer (signgd, adam: any L; for L >= 2 with method sweep only, fixed_point and exact are
+  // SGD only). Adam follows PyTorch (bias-corrected moments, eps added to sqrt(v_hat)); eps in
+  // units of the normalised gradient entries (header note).
   DmftOptimizer optimizer = DmftOptimizer::sgd;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
   double lr_in = 1.0;        // input-layer LR multiplier, L = 1 only (0: readout-only training)
@@ -95,8 +98,19 @@ struct Trace {
 Trace march_two_layer(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y,
                       Mat<double> H, Vec<double> z);
 
-// One deep (L >= 2) solve with its own random draws (seed), by sweep or fixed point.
+// One deep (L >= 2) solve with its own random draws (seed), by sweep or fixed point (SGD).
 Trace solve_deep_once(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y, uint64_t seed);
+
+// The deep SGD sweep from given first-layer fields u1 [S,P] and readouts z0 [S]; the hidden-layer
+// white noises are drawn from noise_seed exactly as solve_deep_once(seed) draws them.
+Trace march_deep(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y, Mat<double> u1,
+                 Vec<double> z0, uint64_t noise_seed);
+
+// The deep (L >= 2) sweep under an entrywise optimizer (or SGD, u(c) = c, as a cross-check: it
+// then equals march_deep from u1 = W0 x^T / sqrt(D)) from input weights W0 [S, D], readouts
+// z0 [S] and the hidden white noises of noise_seed: the pair estimator of docs/dmft_entrywise.md.
+Trace march_deep_entrywise(const DmftConfig& cfg, const Mat<double>& x, const Vec<double>& y, Mat<double> W0,
+                           Vec<double> z0, uint64_t noise_seed);
 
 // Two-layer march under an entrywise optimizer (or SGD, as a cross-check of the normalisation)
 // from input weights W0 [S, D] and readouts z0 [S]: entries of W0 couple a data coordinate with

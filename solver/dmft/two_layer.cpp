@@ -40,8 +40,8 @@ void DmftConfig::validate() const {
        std::string("dmft.method: 'exact' needs dmft.activation = identity (got ") + to_string(phi) + ")");
   need(method != DeepMethod::exact || optimizer == DmftOptimizer::sgd,
        "dmft.method: 'exact' needs dmft.optimizer = sgd (an entrywise optimizer is not linear)");
-  need(L == 1 || optimizer == DmftOptimizer::sgd,
-       "dmft.optimizer: signgd and adam are implemented for L = 1 only (allowed for L >= 2: sgd)");
+  need(L == 1 || method != DeepMethod::fixed_point || optimizer == DmftOptimizer::sgd,
+       "dmft.method: 'fixed_point' needs dmft.optimizer = sgd (signgd and adam: method sweep)");
 }
 
 Mat<double> input_kernel(const Mat<double>& x) {
@@ -202,8 +202,13 @@ DmftResult solve_dmft(const DmftConfig& cfg_in, const Mat<double>& x, const Mat<
   const std::vector<Trace> traces = solve_replicates<Trace>(R, std::min(R, omp_get_max_threads()), [&](int r) {
     const uint64_t seed = mix_seed(cfg.seed, static_cast<uint64_t>(r));
     if (exact) return solve_exact(cfg, Kx, y);
-    if (cfg.L > 1) return solve_deep_once(cfg, Kx, y, seed);
     Vec<double> z;
+    if (cfg.L > 1 && cfg.optimizer != DmftOptimizer::sgd) {  // the pair estimator, from W0 rows
+      Mat<double> W = sample_fields(Mat<double>::Identity(x.cols(), x.cols()), cfg.samples, seed,
+                                    cfg.antithetic, &z);
+      return march_deep_entrywise(cfg, x, y, std::move(W), std::move(z), seed);
+    }
+    if (cfg.L > 1) return solve_deep_once(cfg, Kx, y, seed);
     if (cfg.optimizer != DmftOptimizer::sgd) {
       // the population is (W0 rows, readouts): u = W0 x^T / sqrt(D) ~ N(0, K^x) as in the SGD march
       Mat<double> W = sample_fields(Mat<double>::Identity(x.cols(), x.cols()), cfg.samples, seed,
