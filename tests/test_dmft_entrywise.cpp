@@ -308,6 +308,7 @@ TEST_CASE("dmft deep pair estimator with u(c) = c is the SGD deep sweep", "[dmft
   for (int L : {2, 3}) {
     DmftConfig c = entrywise_config(DmftOptimizer::sgd, Activation::tanh, 8, 0.1, S, 1);
     c.L = L;
+    c.lr_in = L == 2 ? 1.0 : 0.7;  // the input-layer multiplier enters both paths independently
     Vec<double> z;
     const Mat<double> W = sample_fields(Mat<double>::Identity(D, D), S, 93, true, &z);
     const Trace a = march_deep_entrywise(c, x, y, W, z, 94);

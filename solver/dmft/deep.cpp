@@ -214,7 +214,7 @@ struct Deep {
         terms->close_step(phis, gs, delta, H1, zL);
         continue;
       }
-      H1.noalias() += step * (ly[0].gd.middleCols(K0, P) * Kx);
+      H1.noalias() += (step * cfg.lr_in) * (ly[0].gd.middleCols(K0, P) * Kx);
       zL.noalias() += step * (phiL * delta);
     }
   }

@@ -43,7 +43,7 @@ struct DmftConfig {
   // units of the normalised gradient entries (header note).
   DmftOptimizer optimizer = DmftOptimizer::sgd;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  double lr_in = 1.0;        // input-layer LR multiplier, L = 1 only (0: readout-only training)
+  double lr_in = 1.0;        // input-layer (W^0) LR multiplier (0: input layer frozen)
   // L >= 2 only.
   int max_iter = 60;         // fixed point: iterations
   double damping = 0.5;      // fixed point: new = (1-damping) old + damping estimate

@@ -35,7 +35,6 @@ void DmftConfig::validate() const {
   need(beta2 >= 0.0 && beta2 < 1.0, "dmft.beta2: must lie in [0, 1)");
   need(std::isfinite(eps) && eps >= 0.0, "dmft.eps: must be >= 0");
   need(std::isfinite(lr_in) && lr_in >= 0.0, "dmft.lr_in: must be >= 0");
-  need(L == 1 || lr_in == 1.0, "dmft.lr_in: must be 1 for L >= 2 (the multiplier is implemented for L = 1)");
   need(method != DeepMethod::exact || phi == Activation::identity,
        std::string("dmft.method: 'exact' needs dmft.activation = identity (got ") + to_string(phi) + ")");
   need(method != DeepMethod::exact || optimizer == DmftOptimizer::sgd,
