@@ -126,6 +126,7 @@ RunConfig parse_run_config(const std::string& toml_text, const std::vector<std::
 
   Section p = top.sub("param");
   c.param_table = p.get<std::string>("table", "mup-I-sgd");
+  c.resolve.readout_init = get_enum(p, "readout_init", "table", parse_readout_init);
   {
     Section knobs = p.sub("knobs");
     read_group_numbers(knobs, "init", c.resolve.init_knob);

@@ -93,6 +93,13 @@ double ScaleLaw::evaluate(const Shape& shape, const Shape& base, double fan) con
   return v;
 }
 
+ReadoutInit parse_readout_init(const std::string& s) {
+  if (s == "table") return ReadoutInit::table;
+  if (s == "zero") return ReadoutInit::zero;
+  if (s == "law") return ReadoutInit::law;
+  throw ConfigError("param.readout_init: '" + s + "' is not known (allowed: table, zero, law)");
+}
+
 ResolvedParam resolve(const ParamTable& table, const Shape& shape, int m_base,
                       const ResolveInputs& in) {
   if (m_base < 1)
@@ -111,7 +118,8 @@ ResolvedParam resolve(const ParamTable& table, const Shape& shape, int m_base,
     auto eval = [&](Quantity q) { return laws[q].evaluate(shape, table.base, fan); };
     ResolvedGroup& r = out[g];
     r.zero_init = laws.zero_init;
-    r.init_std = laws.zero_init ? 0.0 : eval(Quantity::init_std) * knob(in.init_knob, g);
+    if (g == Group::out && in.readout_init != ReadoutInit::table) r.zero_init = in.readout_init == ReadoutInit::zero;
+    r.init_std = r.zero_init ? 0.0 : eval(Quantity::init_std) * knob(in.init_knob, g);
     r.multiplier = eval(Quantity::multiplier);
     if (g == Group::bias)  // Jiang bias update rate: same law for every optimizer
       r.lr = eval(Quantity::lr_sgd) * in.bias_rate * knob(in.lr_knob, g);

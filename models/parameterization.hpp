@@ -75,8 +75,14 @@ struct ResolvedParam {
   const ResolvedGroup& operator[](Group g) const { return groups[static_cast<int>(g)]; }
 };
 
+// How the readout (group out) starts: as the table says; zero; or from the table's init_std law
+// even where the table zero-initialises it (the 1/N readout of muP without the zero init).
+enum class ReadoutInit { table, zero, law };
+ReadoutInit parse_readout_init(const std::string& s);  // throws ConfigError naming param.readout_init
+
 // Global knobs a run supplies on top of a table.
 struct ResolveInputs {
+  ReadoutInit readout_init = ReadoutInit::table;
   bool adam_like = false;  // Adam, AdamW and SignGD use lr_adam; SGD uses lr_sgd
   double base_lr = 0.1;
   double base_eps = 1e-8;

@@ -70,8 +70,14 @@ TEST_CASE("coord: t quantiles and the slope fit recover a known exponent", "[coo
   CHECK_FALSE(fit_slope({64, 64, 64}, {1, 2, 3}).valid);
 }
 
+// A muP table with its 1/N readout law in place of the built-in zero readout (param.readout_init = "law").
+static ParamTable with_readout_law(ParamTable t) {
+  t[Group::out].zero_init = false;
+  return t;
+}
+
 TEST_CASE("coord: every aggregation, coordinate and backward column maps to calculus terms", "[coord]") {
-  const PredictionContext mup = prediction_context(load_param_table("mup-I-sgd"), "I", "sgd");
+  const PredictionContext mup = prediction_context(with_readout_law(load_param_table("mup-I-sgd")), "I", "sgd");
   std::vector<std::string> cols = {"rms/h1", "rms/f", "coord/eff/in", "coord/prop/in", "coord/eff/out", "coord/prop/out"};
   for (const char* s : {"rms/psi", "rms/a", "rms/o", "rms/hagg", "rms/output", "coord/eff/router", "coord/prop/router",
                         "coord/eff/expert1", "coord/prop/expert1", "coord/eff/expert2", "coord/prop/expert2",
@@ -107,10 +113,14 @@ TEST_CASE("coord: every aggregation, coordinate and backward column maps to calc
   // W0 part b_psi.init = g' o_0 . b_z ~ n^-1/2 (measured -0.46); later steps have b_psi.eff ~ 1
   CHECK(predict_column("grad_rms/router", mup, 1).exponent == Approx(-0.5));
   CHECK(predict_column("grad_rms/router", mup, 2).exponent == Approx(0));
+  // the built-in zero readout: no backward signal until the readout has moved
+  const PredictionContext zero = prediction_context(load_param_table("mup-I-sgd"), "I", "sgd");
+  CHECK(predict_column("b0/back/init", zero, 0).zero);
+  CHECK(predict_column("grad_rms/router", zero, 1).zero);
 
   // muP regime II: node sizes propagated by diagnose. The block output at init is
   // hagg.init ~ n^-1/2, so the readout's first updates are small: f.eff ~ |z|^2 = n^-1
-  const PredictionContext m2 = prediction_context(load_param_table("mup-II-sgd"), "II", "sgd");
+  const PredictionContext m2 = prediction_context(with_readout_law(load_param_table("mup-II-sgd")), "II", "sgd");
   CHECK(predict_column("coord/eff/out", m2, 3).exponent == Approx(-1));
   CHECK(predict_column("grad_rms/out", m2, 3).exponent == Approx(-0.5));
   CHECK(predict_column("b0/agg/init", m2, 3).exponent == Approx(-0.5));

@@ -146,8 +146,10 @@ lr = 0.05
 steps = 3
 protocol = "full_batch"
 )";
-  RunConfig mup = parse_run_config(base, {"param.table=\"mup-I-sgd\""});
   MoeDmftConfig c;
+  fill_moe_limit_config(parse_run_config(base, {"param.table=\"mup-I-sgd\""}), c);
+  CHECK(c.k.c_out == 0.0);  // the built-in muP readout starts at zero
+  RunConfig mup = parse_run_config(base, {"param.table=\"mup-I-sgd\"", "param.readout_init=\"law\""});
   fill_moe_limit_config(mup, c);
   // readout and router std ~ 1/N around the base N = 128: N sigma = sqrt(128)
   CHECK(c.k.c_out == Approx(std::sqrt(128.0)));

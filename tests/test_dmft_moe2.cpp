@@ -237,7 +237,9 @@ TEST_CASE("moe2 dmft: MSSP keeps the init term of hagg, muP loses it at rate M^-
   mssp.samples = mup.samples = 1024;
   mssp.expert_samples = mup.expert_samples = 512;
   mssp.replicates = mup.replicates = 4;
-  const RunConfig mssp_run = regime2_run("mssp-II-sgd", 256), mup_run = regime2_run("mup-II-sgd", 256);
+  // muP with its 1/N readout law: with the built-in zero readout the limit does not move (below)
+  const RunConfig mssp_run = regime2_run("mssp-II-sgd", 256),
+                  mup_run = regime2_run("mup-II-sgd", 256, {"param.readout_init=\"law\""});
   fill_moe2_limit_config(mssp_run, mssp);
   fill_moe2_limit_config(mup_run, mup);
   // MSSP: expert2 init variance M/Ne with the 1/M gate factor: Gamma = 8, c2 = Gamma
@@ -255,6 +257,16 @@ TEST_CASE("moe2 dmft: MSSP keeps the init term of hagg, muP loses it at rate M^-
   CHECK(b.agg.col(1).cwiseAbs().maxCoeff() == 0.0);  // absent from the muP limit
   CHECK(b.agg(0, 0) == 0.0);
   CHECK(b.agg(mup.T, 3) > 0.0);  // muP's hagg is built by the effective term alone
+  // With the zero readout (the built-in muP) the limit starts at a saddle: hagg = 0 and w = 0
+  // give each other no gradient, so nothing moves; finite networks leave it through hagg's
+  // M^-1/2 init term.
+  Moe2DmftConfig zero = mup;
+  fill_moe2_limit_config(regime2_run("mup-II-sgd", 256), zero);
+  CHECK(zero.k.c_out == 0.0);
+  const Moe2DmftResult z = solve_moe2_dmft(zero, data.train.x, y);
+  CHECK(z.agg.cwiseAbs().maxCoeff() == 0.0);
+  CHECK(z.loss[zero.T] == z.loss[0]);
+  CHECK(a.loss[mssp.T] < 0.9 * a.loss[0]);
   // Finite muP networks: hagg(0) is the init term, RMS c2(N) sqrt(mean_mu <ghat^2 a2^2>) with
   // c2(N) = Gamma sigma_2 sqrt(Ne/M) = 8/sqrt(M): the coordinate check's slope of -1/2.
   const double gated = std::sqrt(b.gated[0].diagonal().mean());
@@ -283,6 +295,8 @@ TEST_CASE("moe2 dmft: MSSP keeps the init term of hagg, muP loses it at rate M^-
 TEST_CASE("moe2 dmft: constants, tables without a regime-II limit, memory refusal", "[dmft][moe][moe2]") {
   Moe2DmftConfig c;
   fill_moe2_limit_config(regime2_run("mup-II-sgd", 256), c);
+  CHECK(c.k.c_out == 0.0);  // the built-in muP readout starts at zero
+  fill_moe2_limit_config(regime2_run("mup-II-sgd", 256, {"param.readout_init=\"law\""}), c);
   CHECK(c.k.c_out == Approx(std::sqrt(128.0)));  // readout std sqrt(128)/N
   CHECK(c.k.c_router == Approx(1.0));
   CHECK(c.k.c_expert1 == Approx(1.0));

@@ -209,7 +209,8 @@ TEST_CASE("moe3 dmft: a zero router with shared initial experts is the regime-I 
 
 TEST_CASE("moe3 dmft: muP and MSSP limits differ in the init and propagating terms", "[dmft][moe][moe3]") {
   Moe3DmftConfig mup, mssp;
-  fill_moe3_limit_config(regime3_run("mup-III-sgd", 256), mup);
+  // muP with its 1/N readout law (the built-in zero readout: the saddle checked below)
+  fill_moe3_limit_config(regime3_run("mup-III-sgd", 256, {"param.readout_init=\"law\""}), mup);
   fill_moe3_limit_config(regime3_run("mssp-III-sgd", 256), mssp);
   CHECK(mssp.k.shared);
   CHECK_FALSE(mup.k.shared);
@@ -236,6 +237,13 @@ TEST_CASE("moe3 dmft: muP and MSSP limits differ in the init and propagating ter
   CHECK(a.agg(0, 0) == 0.0);
   CHECK(a.agg(mup.T, 2) > 1e-4);
   CHECK(a.agg(mup.T, 3) > 1e-4);
+  // The built-in muP (zero readout): hagg = 0 and w = 0 give each other no gradient; nothing moves.
+  Moe3DmftConfig zero = mup;
+  fill_moe3_limit_config(regime3_run("mup-III-sgd", 256), zero);
+  CHECK(zero.k.c_out == 0.0);
+  const Moe3DmftResult z = solve_moe3_dmft(zero, d.x, d.y);
+  CHECK(z.agg.cwiseAbs().maxCoeff() == 0.0);
+  CHECK(z.loss[zero.T] == z.loss[0]);
   // MSSP: hagg(0) is the coherent init term, O(1); Gamma c2 sqrt(mean_mu gbar^2 Phi2(mu, mu)) with
   // gbar = 1/2 for soft sigmoid gates on symmetric logits
   const Mat<double> Phi1 =

@@ -92,7 +92,9 @@ TEST_CASE("ScaleLaw evaluates constant * fan_in^a * prod (dim/base)^e", "[param]
 TEST_CASE("mup-I-sgd at N = Ne = 512 matches hand values", "[param]") {
   const ParamTable t = builtin_param_table("mup-I-sgd");
   const Shape s = make_shape(512, 512, 8, 2);
-  const ResolvedParam r = resolve(t, s, 8, sgd(0.1));
+  ResolveInputs with_law = sgd(0.1);
+  with_law.readout_init = ReadoutInit::law;  // the 1/N readout instead of the built-in zero
+  const ResolvedParam r = resolve(t, s, 8, with_law);
   CHECK(r[Group::expert1].init_std == Approx(1.0 / std::sqrt(512.0)));
   CHECK(r[Group::expert2].init_std == Approx(1.0 / std::sqrt(512.0)));
   CHECK(r[Group::in].init_std == Approx(0.25));  // D = 16
@@ -116,6 +118,28 @@ TEST_CASE("mup-I-sgd at N = Ne = 512 matches hand values", "[param]") {
   CHECK_FALSE(r[Group::out].zero_init);
   CHECK(r[Group::bias].zero_init);
   CHECK(r[Group::bias].init_std == 0.0);
+  // The built-in muP readout starts at zero (as the MSSP paper runs muP); only the init changes.
+  const ResolvedParam z = resolve(t, s, 8, sgd(0.1));
+  CHECK(z[Group::out].zero_init);
+  CHECK(z[Group::out].init_std == 0.0);
+  CHECK(z[Group::out].lr == r[Group::out].lr);
+  CHECK(z[Group::expert1].init_std == r[Group::expert1].init_std);
+}
+
+TEST_CASE("param.readout_init overrides the readout start of any table", "[param]") {
+  const Shape s = make_shape(256, 256, 8, 2);
+  ResolveInputs in = sgd(0.1);
+  in.readout_init = ReadoutInit::zero;  // a table with a nonzero readout, zeroed
+  const ResolvedParam sp = resolve(builtin_param_table("sp"), s, 8, in);
+  CHECK(sp[Group::out].zero_init);
+  CHECK(sp[Group::out].init_std == 0.0);
+  CHECK(sp[Group::in].init_std > 0.0);
+  in.readout_init = ReadoutInit::law;  // MSSP's zero readout started from its init_std law
+  const ResolvedParam ms = resolve(builtin_param_table("mssp-I-sgd"), s, 8, in);
+  CHECK_FALSE(ms[Group::out].zero_init);
+  CHECK(ms[Group::out].init_std > 0.0);
+  CHECK(parse_readout_init("table") == ReadoutInit::table);
+  CHECK_THROWS_WITH(parse_readout_init("half"), "param.readout_init: 'half' is not known (allowed: table, zero, law)");
 }
 
 TEST_CASE("mup-I-adam at N = Ne = 512: Adam LR ~ 1/fan_in, input O(1)", "[param]") {

@@ -181,7 +181,9 @@ TEST_CASE("diagnose propagates node sizes: SP in regime I, exact exponents", "[s
 }
 
 TEST_CASE("diagnose states: init and lazy backward signals", "[scaling][diagnose]") {
-  const ParamTable t = builtin_param_table("mup-II-sgd");
+  ParamTable t = builtin_param_table("mup-II-sgd");
+  CHECK(t[Group::out].zero_init);  // the built-in muP readout starts at zero ...
+  t[Group::out].zero_init = false;  // ... and these states are those of its 1/N law
   // init: no update exists; the first gradients come from the W0 parts of the backward signals
   const Diagnosis i = diagnose(t, regime_II(), Optimizer::sgd, false, true);
   CHECK(i.term("hagg.eff").zero);
@@ -200,7 +202,11 @@ TEST_CASE("diagnose states: init and lazy backward signals", "[scaling][diagnose
   CHECK(f.term("grad.expert1").exponent == Rational(-1));
   CHECK(f.term("a.eff").rel() == Rational(0));
   // a zero-init readout leaves no backward signal at init: every hidden gradient is zero
-  const Diagnosis z = diagnose(builtin_param_table("mssp-I-sgd"), regime_I(), Optimizer::sgd, false, true);
-  CHECK(z.term("grad.expert1").zero);
-  CHECK_FALSE(z.term("grad.out").zero);
+  for (const char* zero_readout : {"mssp-I-sgd", "mup-II-sgd"}) {
+    INFO(zero_readout);
+    const Regime r = std::string(zero_readout) == "mssp-I-sgd" ? regime_I() : regime_II();
+    const Diagnosis z = diagnose(builtin_param_table(zero_readout), r, Optimizer::sgd, false, true);
+    CHECK(z.term("grad.expert1").zero);
+    CHECK_FALSE(z.term("grad.out").zero);
+  }
 }

@@ -71,6 +71,8 @@ const std::map<std::string, Meaning>& run_meanings() {
       {"optim.decay_fraction", {"wsd: fraction of the steps spent decaying"}},
       {"param.table", {"parameterization: a built-in name (moedmft params) or a table file",
                        "a built-in name or a path"}},
+      {"param.readout_init", {"readout start: table (as the table says), zero, or law (the table's init_std "
+                              "law even where it zero-initialises: muP's 1/N readout)"}},
       {"param.base.N", {"base N of the table's exponents (0: the table's [base])"}},
       {"param.base.Ne", {"base Ne of the table's exponents (0: the table's [base])"}},
       {"param.base.M", {"base M of the table's exponents (0: the table's [base])"}},

@@ -53,7 +53,9 @@ std::string generated_toml(const Regime& r, Desiderata d, Optimizer opt, const S
   if (d == Desiderata::mssp) {
     std::vector<std::string> parts;
     for (int g = 0; g < kMats; ++g)
-      if (t.groups[g].zero_init) parts.push_back(std::string(kGroupNames[g]) + " zero init");
+      // the readout zero init is shared with the built-in muP tables, so it is no MSSP switch here
+      if (t.groups[g].zero_init && g != static_cast<int>(Group::out))
+        parts.push_back(std::string(kGroupNames[g]) + " zero init");
     if (t.shared_experts) parts.push_back("shared initial experts");
     for (int g = 0; g < kMats; ++g)
       if (!t.groups[g].zero_init && t.groups[g][Quantity::init_std].constant != 1.0)
@@ -74,7 +76,7 @@ std::string generated_toml(const Regime& r, Desiderata d, Optimizer opt, const S
   os << "name = \"" << name << "\"\n"
      << "description = \"" << desiderata_name(d) << " for regime " << r.name << " (" << growth_text(r)
      << ", gate exponent " << r.alpha.str() << "), derived for " << (opt == Optimizer::sgd ? "SGD" : "Adam")
-     << structure << ", CompleteP depth factors\"\n"
+     << structure << (t[Group::out].zero_init ? ", readout zero init" : "") << ", CompleteP depth factors\"\n"
      << "gate_exponent = " << num(t.gate_exponent) << "\n"
      << "residual_exponent = " << num(t.residual_exponent) << "\n"
      << "shared_experts = " << (t.shared_experts ? "true" : "false") << "\n\n[base]\n";
@@ -96,7 +98,10 @@ std::string generated_toml(const Regime& r, Desiderata d, Optimizer opt, const S
            (gg == Group::out && tv.node == "f")))
         eff = tv.name;
     if (!eff.empty()) os << "# LR: " << eff << " Theta(1) (maximal update); eps = raw gradient entry\n";
-    if (gl.zero_init) os << "# zero init (" << desiderata_name(d) << " structural requirement)\n";
+    if (gl.zero_init && d == Desiderata::mup && gg == Group::out)
+      os << "# zero init as the MSSP paper runs muP; init_std is the other admissible muP readout (1/N),\n"
+         << "# used with param.readout_init = \"law\"\n";
+    else if (gl.zero_init) os << "# zero init (" << desiderata_name(d) << " structural requirement)\n";
     else if (gl[Quantity::init_std].constant != 1.0)
       os << "# init variance above muP's by an absolute power of the dims (MSSP extra init variance)\n";
     os << "[groups." << kGroupNames[g] << "]\n";

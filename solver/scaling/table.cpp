@@ -140,6 +140,26 @@ DerivedTable derive_table(const Regime& r, Desiderata d, const SolveOptions& o, 
   if (!out.sgd.ok() || !out.adam.ok() || !mup_sgd.ok())
     throw std::runtime_error(std::string("derive_table: ") + desiderata_name(d) + " regime " + r.name +
                              " is inconsistent:\n" + out.sgd.report() + out.adam.report());
+  // muP as the MSSP paper's code runs it: readout zero init. Both readout inits are admissible
+  // under the muP desiderata (checked: the zero-readout solve keeps every LR and eps exponent);
+  // the 1/N law stays in the table (param.readout_init = "law" uses it).
+  bool mup_zero_readout = false;
+  if (d == Desiderata::mup) {
+    Structure zs = st;
+    zs.zero_init[static_cast<int>(Group::out)] = true;
+    const LadderSolution zsgd = solve_ladder(r, Optimizer::sgd, Desiderata::mup, zs, o);
+    const LadderSolution zadam = solve_ladder(r, Optimizer::adam, Desiderata::mup, zs, o);
+    mup_zero_readout = zsgd.ok() && zadam.ok();
+    for (int g = 0; g < kMats && mup_zero_readout; ++g)
+      for (Param p : {Param::lr, Param::eps, Param::mult}) {
+        const int k = sym(p, static_cast<Group>(g));
+        if (zsgd.value[k] != out.sgd.value[k] || zadam.value[k] != out.adam.value[k]) mup_zero_readout = false;
+      }
+    out.notes.push_back(mup_zero_readout
+                            ? "readout zero init, as the MSSP paper runs muP; the out init_std law (1/N) is the "
+                              "other admissible muP readout (param.readout_init = \"law\")"
+                            : "readout zero init would change muP's exponents here; the 1/N readout law is used");
+  }
   for (int g = 0; g < kMats; ++g)
     if (!out.sgd.structure.zero_init[g] &&
         out.sgd.value[sym(Param::init, static_cast<Group>(g))] != out.adam.value[sym(Param::init, static_cast<Group>(g))])
@@ -231,6 +251,7 @@ DerivedTable derive_table(const Regime& r, Desiderata d, const SolveOptions& o, 
     put(gl[Quantity::lr_adam], placed(out.adam, sym(Param::lr, gg)), lexp[sym(Param::lr, gg)]);
     put(gl[Quantity::eps], placed(out.adam, sym(Param::eps, gg)), lexp[sym(Param::eps, gg)]);
   }
+  if (mup_zero_readout) t[Group::out].zero_init = true;
   t[Group::bias].zero_init = true;
   return out;
 }
