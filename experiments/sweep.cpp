@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
@@ -50,14 +51,40 @@ void serialized_hdf5(Fn fn) {
   failure.rethrow();
 }
 
-// prepare_data under the HDF5 lock when it reads a file; the teacher source is generated without
-// HDF5 (and is thread-safe), so points prepare it concurrently.
-RunData prepare_point_data(RunConfig& cfg, const std::vector<std::string>& sets) {
-  if (cfg.data.source == "teacher") return prepare_data(cfg, sets);
-  RunData data;
-  serialized_hdf5([&] { data = prepare_data(cfg, sets); });
-  return data;
-}
+// The training data of every point with the same [data], loaded once per sweep (a Fashion-MNIST
+// load takes seconds, a point's training often less). File loads run under the HDF5 lock; the
+// teacher source is generated without HDF5, so different teachers are built concurrently.
+// Entries live for the sweep: a sweep varies [data] over a few values at most.
+class DataCache {
+ public:
+  std::shared_ptr<const RunData> get(const RunConfig& cfg) {
+    const toml::table t = parse_toml(cfg.resolved_toml, "resolved config");
+    const std::string key = t["data"].as_table() ? node_text(*t["data"].as_table()) : std::string();
+    std::shared_ptr<Entry> entry;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      std::shared_ptr<Entry>& slot = entries_[key];
+      if (!slot) slot = std::make_shared<Entry>();
+      entry = slot;
+    }
+    std::lock_guard<std::mutex> lock(entry->mutex);
+    if (!entry->data) {
+      if (cfg.data.source == "teacher")
+        entry->data = std::make_shared<const RunData>(load_run_data(cfg));
+      else
+        serialized_hdf5([&] { entry->data = std::make_shared<const RunData>(load_run_data(cfg)); });
+    }
+    return entry->data;
+  }
+
+ private:
+  struct Entry {
+    std::mutex mutex;
+    std::shared_ptr<const RunData> data;
+  };
+  std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<Entry>> entries_;
+};
 
 std::vector<int> label_slice(const std::vector<int>& labels, long begin, long count) {
   if (labels.empty()) return {};
@@ -254,12 +281,7 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
       unit_group.push_back(-1);
     }
   }
-  // A group's training data, prepared by the first of its chunks to start and shared by the rest.
-  struct GroupData {
-    std::mutex mutex;
-    std::shared_ptr<const RunData> data;
-  };
-  std::vector<GroupData> group_data(units.empty() ? 0 : size_t(*std::max_element(unit_group.begin(), unit_group.end()) + 1));
+  DataCache data_cache;
 
   std::mutex progress_mutex;  // a lock guard, unlike an omp critical, lets an exception pass
   auto report = [&]() {
@@ -281,7 +303,9 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
       if (unit_group[u] < 0) {
         const long index = unit.front();
         RunConfig cfg = configs[index];
-        const RunData data = prepare_point_data(cfg, points[index].sets);
+        const std::shared_ptr<const RunData> shared = data_cache.get(cfg);
+        const RunData& data = *shared;
+        fit_config_to_data(cfg, data, points[index].sets);
         ParamTable table;
         const ResolvedParam resolved = resolve_run_param(cfg, &table);
         auto run = [&](auto precision_tag) {
@@ -301,24 +325,13 @@ SweepSummary run_sweep(const SweepSpec& spec, const SweepOptions& options) {
         report();
         return;
       }
-      // A chunk of a multi-run group: the data is prepared once per group (the points share
-      // [data] and [model]). A file source may re-resolve D and C into each point's config, so
-      // there every point still runs prepare_data on its own config.
+      // A chunk of a multi-run group (the points share [data] and [model]); a file source
+      // re-resolves D and C into each point's config.
       std::vector<RunConfig> cfgs;
       for (long index : unit) cfgs.push_back(configs[index]);
-      std::shared_ptr<const RunData> shared;
-      {
-        GroupData& gd = group_data[unit_group[u]];
-        std::lock_guard<std::mutex> lock(gd.mutex);
-        if (!gd.data) {
-          RunConfig c = cfgs.front();
-          gd.data = std::make_shared<const RunData>(prepare_point_data(c, points[unit.front()].sets));
-        }
-        shared = gd.data;
-      }
-      if (cfgs.front().data.source != "teacher")
-        for (size_t i = 0; i < unit.size(); ++i) prepare_point_data(cfgs[i], points[unit[i]].sets);
+      const std::shared_ptr<const RunData> shared = data_cache.get(cfgs.front());
       const RunData& data = *shared;
+      for (size_t i = 0; i < unit.size(); ++i) fit_config_to_data(cfgs[i], data, points[unit[i]].sets);
       std::vector<ParamTable> tables(unit.size());
       std::vector<ResolvedParam> resolved;
       for (size_t i = 0; i < unit.size(); ++i) resolved.push_back(resolve_run_param(cfgs[i], &tables[i]));

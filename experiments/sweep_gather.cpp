@@ -9,6 +9,7 @@
 #include "experiments/file_guard.hpp"
 #include "experiments/sweep.hpp"
 #include "experiments/sweep_internal.hpp"
+#include "experiments/toml_section.hpp"
 #include "moedmft_version.hpp"
 
 namespace moedmft {
@@ -90,13 +91,27 @@ void check_coverage(const SweepSpec& spec, long total) {
                     "); run the shards that own them (with --resume)");
 }
 
+// The config a point ran with, as the spec resolves it. A data file decides model.D and model.C
+// (prepare_data re-resolves with them), so for file sources the spec's config is re-resolved with
+// the dims the point recorded; the file's contents are checked by the input digests.
+std::string expected_config(const RunConfig& config, const std::string& recorded) {
+  if (config.data.source == "teacher") return config.resolved_toml;
+  const toml::table t = parse_toml(recorded, "recorded config");
+  const auto D = t["model"]["D"].value<int64_t>(), C = t["model"]["C"].value<int64_t>();
+  if (!D || !C || (*D == config.shape.D && *C == config.shape.C)) return config.resolved_toml;
+  return parse_run_config(config.resolved_toml, {"model.D=" + std::to_string(*D), "model.C=" + std::to_string(*C)},
+                          "resolved config")
+      .resolved_toml;
+}
+
 }  // namespace
 
 void check_point_file(const std::string& file, long index, const RunConfig& config, const std::string& inputs,
                       const std::string& who) {
   h5::File f(file, h5::Mode::read);
   const std::string where = who + ": point " + std::to_string(index) + " in '" + file + "' ";
-  if (h5::read_attr_string(f, "/", "config_toml") != config.resolved_toml)
+  const std::string recorded_config = h5::read_attr_string(f, "/", "config_toml");
+  if (recorded_config != expected_config(config, recorded_config))
     throw ConfigError(where + "was run with a different configuration; delete it (or the whole directory) to rerun");
   // Points written before the digests were recorded (older moedmft) count as different inputs.
   const std::string recorded =

@@ -21,7 +21,7 @@ std::vector<int> label_slice(const std::vector<int>& labels, int begin, int coun
 
 }  // namespace
 
-RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides) {
+RunData load_run_data(const RunConfig& cfg) {
   RunData d;
   if (cfg.data.source == "teacher") {
     TrainValSplit split = make_teacher_dataset(cfg.data.teacher);
@@ -41,14 +41,6 @@ RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides) 
       d.train = all.rows(0, all.size() - n_val);
       if (n_val > 0) d.val = all.rows(all.size() - n_val, n_val);
     }
-    if (cfg.shape.D != d.train.input_dim() || cfg.shape.C != d.train.output_dim()) {
-      // The file decides D and C: re-resolve so the recorded config says what ran.
-      std::vector<std::string> with_dims = overrides;
-      with_dims.push_back("model.D=" + std::to_string(d.train.input_dim()));
-      with_dims.push_back("model.C=" + std::to_string(d.train.output_dim()));
-      const std::string text = cfg.resolved_toml;
-      cfg = parse_run_config(text, with_dims, "resolved config");
-    }
   }
   if (cfg.data.standardize) {
     const Dataset stats = d.train;
@@ -56,9 +48,27 @@ RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides) 
     if (d.val.size() > 0) standardize_inputs(d.val, stats);
   }
   d.train.validate();
+  return d;
+}
+
+void fit_config_to_data(RunConfig& cfg, const RunData& d, const std::vector<std::string>& overrides) {
+  if (cfg.data.source != "teacher" &&
+      (cfg.shape.D != d.train.input_dim() || cfg.shape.C != d.train.output_dim())) {
+    // The file decides D and C: re-resolve so the recorded config says what ran.
+    std::vector<std::string> with_dims = overrides;
+    with_dims.push_back("model.D=" + std::to_string(d.train.input_dim()));
+    with_dims.push_back("model.C=" + std::to_string(d.train.output_dim()));
+    const std::string text = cfg.resolved_toml;
+    cfg = parse_run_config(text, with_dims, "resolved config");
+  }
   if (cfg.train.protocol == Protocol::online && long(cfg.train.steps) * cfg.train.batch_size > d.train.size())
     throw ConfigError("train.steps: the online protocol makes one pass, so steps * batch_size must be <= " +
                       std::to_string(d.train.size()) + " training points");
+}
+
+RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides) {
+  RunData d = load_run_data(cfg);
+  fit_config_to_data(cfg, d, overrides);
   return d;
 }
 

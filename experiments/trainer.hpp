@@ -21,6 +21,10 @@ struct RunData {
 // Generates or loads the data the config names; for file data, fills cfg.shape.D / C
 // from the file (and re-resolves cfg.resolved_toml) when the config left them at the defaults.
 RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides);
+// Its two halves: the data alone (depends on cfg.data only, so runs that share [data] share
+// it), and fitting a config to loaded data (D and C from a file, the online pass length).
+RunData load_run_data(const RunConfig& cfg);
+void fit_config_to_data(RunConfig& cfg, const RunData& d, const std::vector<std::string>& overrides);
 
 // The network a run starts from: built from the resolved parameterization and initialised from
 // cfg.seed, or loaded from train.init_from (errors name that field). The file is read under the

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "data/dataset.hpp"
+#include "data/h5/h5.hpp"
+#include "experiments/sweep.hpp"
 #include "experiments/trainer.hpp"
 #include "test_support.hpp"
 
@@ -226,6 +228,45 @@ TEST_CASE("config: data.source fashion-mnist validates on the test split, standa
     CHECK(out.val_accuracy[k] <= 1.0);
     CHECK(std::abs(out.val_accuracy[k] * 12 - std::round(out.val_accuracy[k] * 12)) < 1e-9);
   }
+}
+
+// A sweep on file data: the file decides D and C in each point's recorded config, the data is
+// loaded once for all points, and gather and --resume accept the points (they once compared the
+// config before the file's dims, refusing every point of a file sweep).
+TEST_CASE("sweep: points on an IDX folder gather and resume and equal a lone train run", "[data][idx][sweep]") {
+  Scratch scratch("idx_sweep");
+  const fs::path dir = scratch.dir / "fmnist";
+  write_folder(dir);
+  const std::string spec_text = "output = \"" + scratch.file("s.h5") + "\"\nparallel = 2\n"
+                                "[base.data]\nsource = \"fashion-mnist\"\npath = \"" + dir.string() + "\"\n"
+                                "test_points = 12\n[base.model]\nN = 8\nNe = 8\nM = 2\nK = 1\n"
+                                "loss = \"cross_entropy\"\n[base.train]\nsteps = 6\nbatch_size = 5\n"
+                                "diag_every = 3\nprobe_size = 5\n"
+                                "[[axis]]\nname = \"param\"\nkey = \"param.table\"\nvalues = [\"sp\", \"mup-I-sgd\"]\n"
+                                "[[axis]]\nname = \"lr\"\nkey = \"optim.lr\"\nvalues = [0.05, 0.2]\n";
+  const SweepSpec spec = parse_sweep_spec(spec_text, {});
+  CHECK(run_sweep(spec, {}).trained == 4);
+  REQUIRE(fs::exists(spec.output));
+  SweepOptions resume;
+  resume.resume = true;
+  CHECK(run_sweep(spec, resume).skipped == 4);
+  gather_sweep(spec);
+
+  h5::File f(spec.output, h5::Mode::read);
+  const std::vector<std::string> configs = h5::read_strings(f, "config_toml");
+  REQUIRE(configs.size() == 4);
+  // Point 3 (mup-I-sgd, lr 0.2) trained alone from its recorded config gives the same losses.
+  RunConfig cfg = parse_run_config(configs[3], {}, "point 3");
+  CHECK(cfg.shape.D == 6);
+  CHECK(cfg.shape.C == 10);
+  const RunData data = prepare_data(cfg, {});
+  const ResolvedParam p = resolve_run_param(cfg);
+  MoeNetwork<double> net = build_network<double>(cfg, p);
+  const RunOutcome alone = train_run(cfg, data, net);
+  const std::vector<double> losses = h5::read_double(f, "train_loss");  // [point, step]
+  REQUIRE(losses.size() == 4 * alone.train_loss.size());
+  const size_t T = alone.train_loss.size();
+  for (size_t t = 0; t < T; ++t) CHECK(losses[3 * T + t] == alone.train_loss[t]);
 }
 
 // The real files: scripts/setup.sh installs dataset-fashion-mnist, so their absence is a failure.
