@@ -4,8 +4,11 @@ f_mu(t) against their targets, how far each layer's kernels move from initialisa
 alignment with the targets.
 
 usage: plot_dmft.py DMFT.h5 --out FIGURE.png [--points 6]
+       plot_dmft.py A.h5 B.h5 ... --out FIGURE.png     (several solves, e.g. one per dmft.optimizer:
+                                                      their losses and first-layer kernel movement)
 """
 import argparse
+import tomllib
 
 import h5py
 import numpy as np
@@ -23,12 +26,39 @@ def alignment(k, y):
     return np.einsum("i,tij,j->t", y, k, y) / (y @ y * np.linalg.norm(k, axis=(1, 2)))
 
 
+def compare(paths, out_path):
+    """Several solves side by side, each labelled by its optimizer, LR and eps."""
+    fig, axes = panels(2)
+    for i, path in enumerate(paths):
+        with h5py.File(path, "r") as f:
+            if text(f.attrs.get("kind", "")) != "dmft":
+                raise SystemExit(f"{path}: not a `moedmft dmft` file")
+            loss, loss_err, phi = f["loss"][:], f["loss_err"][:], f["Phi"][:]
+            d = tomllib.loads(text(f.attrs["config_toml"])).get("dmft", {})
+        opt = d.get("optimizer", "sgd")
+        label = f"{opt}, eta {d.get('eta')}" + (f", eps {d.get('eps')}" if opt == "adam" else "")
+        steps = np.arange(len(loss))
+        axes[0].fill_between(steps, np.maximum(loss - 2 * loss_err, loss.min() * 0.5), loss + 2 * loss_err,
+                             color=f"C{i}", alpha=0.2)
+        axes[0].plot(steps, loss, "-", color=f"C{i}", label=label)
+        axes[1].plot(steps, relative_change(phi[0]), "-", color=f"C{i}", label=label)
+    axes[0].set(yscale="log", xlabel="step", ylabel="training loss", title="DMFT loss (2 s.e. bands)")
+    axes[0].legend()
+    axes[1].set(xlabel="step", ylabel="relative change from step 0", title=r"first-layer kernel $\Phi^1$ movement")
+    axes[1].legend()
+    save(fig, out_path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dmft")
+    parser.add_argument("dmft", nargs="+")
     parser.add_argument("--out", required=True)
     parser.add_argument("--points", type=int, default=6, help="training points whose f(t) is drawn")
     args = parser.parse_args()
+    if len(args.dmft) > 1:
+        compare(args.dmft, args.out)
+        return
+    args.dmft = args.dmft[0]
 
     with h5py.File(args.dmft, "r") as f:
         if text(f.attrs.get("kind", "")) != "dmft":

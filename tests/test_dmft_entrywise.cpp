@@ -35,6 +35,25 @@ struct NetRun {
   Vec<double> loss;
 };
 
+// The simulator's optimizer for a DMFT config (SignGD or Adam with its betas) and the s.1 LRs and
+// epsilons of the input layer and the readout in a width-N network's own coordinates (input dim D).
+OptimizerConfig entrywise_optimizer(const DmftConfig& c) {
+  OptimizerConfig oc;
+  oc.kind = c.optimizer == DmftOptimizer::adam ? OptimizerKind::adam : OptimizerKind::signgd;
+  oc.beta1 = c.beta1;
+  oc.beta2 = c.beta2;
+  return oc;
+}
+ResolvedParam entrywise_rates(const DmftConfig& c, int N, int D) {
+  const double sD = std::sqrt(double(D)), g0 = c.gamma0;
+  ResolvedParam rp;
+  rp[Group::in].lr = g0 * c.eta * c.lr_in / sD;
+  rp[Group::in].eps = c.eps / (g0 * N * sD);
+  rp[Group::out].lr = g0 * c.eta;
+  rp[Group::out].eps = c.eps / (g0 * N);
+  return rp;
+}
+
 // Width-N two-layer network in its own coordinates (W0 std 1, h = W0 x^T / sqrt(D),
 // f = w . phi(h) / (gamma0 N)), gradients of 0.5 sum (y - f)^2, stepped by models' Optimizer.
 // Per group, LR and epsilon are the DMFT's mapped into these coordinates (dmft_entrywise.md):
@@ -43,15 +62,8 @@ struct NetRun {
 NetRun train_network(const DmftConfig& c, const Mat<double>& x, const Vec<double>& y, const Draws& d0) {
   const int N = static_cast<int>(d0.W0.rows()), D = static_cast<int>(x.cols()), P = static_cast<int>(x.rows());
   const double sD = std::sqrt(double(D)), g0 = c.gamma0;
-  OptimizerConfig oc;
-  oc.kind = c.optimizer == DmftOptimizer::adam ? OptimizerKind::adam : OptimizerKind::signgd;
-  oc.beta1 = c.beta1;
-  oc.beta2 = c.beta2;
-  ResolvedParam rp;
-  rp[Group::in].lr = g0 * c.eta * c.lr_in / sD;
-  rp[Group::in].eps = c.eps / (g0 * N * sD);
-  rp[Group::out].lr = g0 * c.eta;
-  rp[Group::out].eps = c.eps / (g0 * N);
+  const OptimizerConfig oc = entrywise_optimizer(c);
+  const ResolvedParam rp = entrywise_rates(c, N, D);
   Optimizer<double> opt(oc, rp);
   std::vector<ParamTensor<double>> params(kNumGroups);
   std::vector<Vec<double>> grads(kNumGroups);
@@ -249,17 +261,10 @@ Vec<double> train_deep_network(const DmftConfig& c, const Mat<double>& x, const 
                                double sign) {
   const int D = static_cast<int>(x.cols());
   const double sD = std::sqrt(double(D)), sN = std::sqrt(double(N)), g0 = c.gamma0;
-  OptimizerConfig oc;
-  oc.kind = c.optimizer == DmftOptimizer::adam ? OptimizerKind::adam : OptimizerKind::signgd;
-  oc.beta1 = c.beta1;
-  oc.beta2 = c.beta2;
-  ResolvedParam rp;
-  rp[Group::in].lr = g0 * c.eta / sD;
-  rp[Group::in].eps = c.eps / (g0 * N * sD);
+  const OptimizerConfig oc = entrywise_optimizer(c);
+  ResolvedParam rp = entrywise_rates(c, N, D);
   rp[Group::expert1].lr = g0 * c.eta / sN;
   rp[Group::expert1].eps = c.eps / (g0 * N * sN);
-  rp[Group::out].lr = g0 * c.eta;
-  rp[Group::out].eps = c.eps / (g0 * N);
   Optimizer<double> opt(oc, rp);
   std::vector<ParamTensor<double>> prm(kNumGroups);
   std::vector<Vec<double>> grads(kNumGroups);
