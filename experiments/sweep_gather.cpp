@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct PointData {
-  std::vector<double> train_loss, val_loss, diag;  // diag: [R, Q_point]
+  std::vector<double> train_loss, val_loss, val_accuracy, diag;  // diag: [R, Q_point]
   std::vector<std::string> metrics;
   int64_t diverged = 0, diverged_at = -1;
   double wall_seconds = 0;
@@ -38,6 +38,7 @@ PointData read_point(const std::string& path) {
     p.metrics = h5::read_strings(f, "diagnostics/metric");
     p.diag = h5::read_double(f, "diagnostics/values");
     p.val_loss = h5::read_double(f, "diagnostics/val_loss");
+    if (h5::exists(f, "diagnostics/val_accuracy")) p.val_accuracy = h5::read_double(f, "diagnostics/val_accuracy");
   }
   return p;
 }
@@ -234,11 +235,13 @@ void detail::gather_unlocked(const SweepSpec& spec) {
       h5::make_scale(f, "/diag_step", "diag_step");
       h5::write_strings(f, "/metric", metrics);
       h5::make_scale(f, "/metric", "metric");
-      std::vector<double> val(P * R), diag(P * R * Q, std::numeric_limits<double>::quiet_NaN());
+      const double nan = std::numeric_limits<double>::quiet_NaN();
+      std::vector<double> val(P * R), accuracy(P * R, nan), diag(P * R * Q, nan);
       for (size_t i = 0; i < P; ++i) {
         const PointData& d = data[i];
         if (d.val_loss.size() != R) throw ConfigError("sweep: points disagree on the diagnostics cadence");
         std::copy(d.val_loss.begin(), d.val_loss.end(), val.begin() + i * R);
+        if (d.val_accuracy.size() == R) std::copy(d.val_accuracy.begin(), d.val_accuracy.end(), accuracy.begin() + i * R);
         const size_t q_point = d.metrics.size();
         for (size_t q = 0; q < Q; ++q) {
           const size_t col = size_t(std::find(d.metrics.begin(), d.metrics.end(), metrics[q]) - d.metrics.begin());
@@ -248,6 +251,8 @@ void detail::gather_unlocked(const SweepSpec& spec) {
       write_variable(f, "/val_loss", val, with({R}), names_with({"diag_step"}));
       h5::describe(f, "/val_loss", "validation loss");
       h5::write_attr(f, "/val_loss", "convention", convention);
+      write_variable(f, "/val_accuracy", accuracy, with({R}), names_with({"diag_step"}));
+      h5::describe(f, "/val_accuracy", "top-1 accuracy on the validation set (NaN for regression)");
       write_variable(f, "/diagnostics", diag, with({R, Q}), names_with({"diag_step", "metric"}));
       h5::describe(f, "/diagnostics", "diagnostics on the probe batch (docs/output_format.md)");
       h5::describe(f, "/diag_step", "updates taken when measured");

@@ -15,6 +15,7 @@ ds = xr.open_dataset(sys.argv[1], engine="h5netcdf")
 expect = {
     "train_loss": ("parameterization", "lr", "step"),
     "val_loss": ("parameterization", "lr", "diag_step"),
+    "val_accuracy": ("parameterization", "lr", "diag_step"),
     "diagnostics": ("parameterization", "lr", "diag_step", "metric"),
     "diverged": ("parameterization", "lr"),
 }

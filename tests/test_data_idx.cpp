@@ -267,6 +267,10 @@ TEST_CASE("sweep: points on an IDX folder gather and resume and equal a lone tra
   REQUIRE(losses.size() == 4 * alone.train_loss.size());
   const size_t T = alone.train_loss.size();
   for (size_t t = 0; t < T; ++t) CHECK(losses[3 * T + t] == alone.train_loss[t]);
+  const std::vector<double> accuracy = h5::read_double(f, "val_accuracy");  // [point, diag_step]
+  REQUIRE(accuracy.size() == 4 * alone.val_accuracy.size());
+  for (size_t r = 0; r < alone.val_accuracy.size(); ++r)
+    CHECK(accuracy[3 * alone.val_accuracy.size() + r] == alone.val_accuracy[r]);
 }
 
 // The real files: scripts/setup.sh installs dataset-fashion-mnist, so their absence is a failure.
