@@ -3,7 +3,7 @@
 steps until the loss first drops below a fixed fraction of a reference loss, with seed error.
 
 usage: plot_delay.py FILE.h5 [FILE.h5 ...] --out FIGURE.png [--frac 0.5 0.2] [--ref init|null]
-                     [--smooth 5] [--ref-loss VALUE]
+                     [--smooth 5] [--ref-loss VALUE] [--lr LR [LR ...]]
 
 Inputs are either one sweep file (`moedmft sweep`, docs/sweep_format.md) or any number of run files
 (`moedmft train`, docs/output_format.md). Runs are grouped by param.table and optim.lr (the
@@ -102,9 +102,15 @@ def main():
     parser.add_argument("--ref-loss", type=float, default=None, help="null reference loss (default: measured)")
     parser.add_argument("--smooth", type=int, default=5)
     parser.add_argument("--max-step", type=int, default=None, help="x range of the loss panels")
+    parser.add_argument("--lr", type=float, nargs="+", default=None,
+                        help="keep only runs at these LRs (a sweep file holds the whole grid)")
     args = parser.parse_args()
 
     runs = load(args.files)
+    if args.lr is not None:
+        runs = [r for r in runs if any(abs(r["lr"] - lr) <= 1e-9 * lr for lr in args.lr)]
+        if not runs:
+            raise SystemExit(f"no run at lr {args.lr}")
     null = args.ref_loss
     if args.ref == "null" and null is None:
         zero = [r["loss"][0] for r in runs if r["f0"] == 0.0]
