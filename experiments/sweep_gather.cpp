@@ -10,6 +10,7 @@
 #include "experiments/sweep.hpp"
 #include "experiments/sweep_internal.hpp"
 #include "experiments/toml_section.hpp"
+#include "experiments/trainer.hpp"
 #include "moedmft_version.hpp"
 
 namespace moedmft {
@@ -93,16 +94,14 @@ void check_coverage(const SweepSpec& spec, long total) {
 }
 
 // The config a point ran with, as the spec resolves it. A data file decides model.D and model.C
-// (prepare_data re-resolves with them), so for file sources the spec's config is re-resolved with
-// the dims the point recorded; the file's contents are checked by the input digests.
+// (fit_config_to_data re-resolves with them), so for file sources the spec's config is re-resolved
+// with the dims the point recorded; the file's contents are checked by the input digests.
 std::string expected_config(const RunConfig& config, const std::string& recorded) {
   if (config.data.source == "teacher") return config.resolved_toml;
   const toml::table t = parse_toml(recorded, "recorded config");
   const auto D = t["model"]["D"].value<int64_t>(), C = t["model"]["C"].value<int64_t>();
   if (!D || !C || (*D == config.shape.D && *C == config.shape.C)) return config.resolved_toml;
-  return parse_run_config(config.resolved_toml, {"model.D=" + std::to_string(*D), "model.C=" + std::to_string(*C)},
-                          "resolved config")
-      .resolved_toml;
+  return with_data_dims(config, *D, *C, {}).resolved_toml;
 }
 
 }  // namespace

@@ -51,16 +51,18 @@ RunData load_run_data(const RunConfig& cfg) {
   return d;
 }
 
+RunConfig with_data_dims(const RunConfig& cfg, long D, long C, const std::vector<std::string>& overrides) {
+  std::vector<std::string> with_dims = overrides;
+  with_dims.push_back("model.D=" + std::to_string(D));
+  with_dims.push_back("model.C=" + std::to_string(C));
+  return parse_run_config(cfg.resolved_toml, with_dims, "resolved config");
+}
+
 void fit_config_to_data(RunConfig& cfg, const RunData& d, const std::vector<std::string>& overrides) {
+  // The file decides D and C: re-resolve so the recorded config says what ran.
   if (cfg.data.source != "teacher" &&
-      (cfg.shape.D != d.train.input_dim() || cfg.shape.C != d.train.output_dim())) {
-    // The file decides D and C: re-resolve so the recorded config says what ran.
-    std::vector<std::string> with_dims = overrides;
-    with_dims.push_back("model.D=" + std::to_string(d.train.input_dim()));
-    with_dims.push_back("model.C=" + std::to_string(d.train.output_dim()));
-    const std::string text = cfg.resolved_toml;
-    cfg = parse_run_config(text, with_dims, "resolved config");
-  }
+      (cfg.shape.D != d.train.input_dim() || cfg.shape.C != d.train.output_dim()))
+    cfg = with_data_dims(cfg, d.train.input_dim(), d.train.output_dim(), overrides);
   if (cfg.train.protocol == Protocol::online && long(cfg.train.steps) * cfg.train.batch_size > d.train.size())
     throw ConfigError("train.steps: the online protocol makes one pass, so steps * batch_size must be <= " +
                       std::to_string(d.train.size()) + " training points");

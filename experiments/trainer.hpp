@@ -25,6 +25,8 @@ RunData prepare_data(RunConfig& cfg, const std::vector<std::string>& overrides);
 // it), and fitting a config to loaded data (D and C from a file, the online pass length).
 RunData load_run_data(const RunConfig& cfg);
 void fit_config_to_data(RunConfig& cfg, const RunData& d, const std::vector<std::string>& overrides);
+// cfg re-resolved (with its overrides) at input dim D and output dim C, as a data file sets them.
+RunConfig with_data_dims(const RunConfig& cfg, long D, long C, const std::vector<std::string>& overrides);
 
 // The network a run starts from: built from the resolved parameterization and initialised from
 // cfg.seed, or loaded from train.init_from (errors name that field). The file is read under the

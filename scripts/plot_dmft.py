@@ -8,6 +8,7 @@ usage: plot_dmft.py DMFT.h5 --out FIGURE.png [--points 6]
                                                       their losses and first-layer kernel movement)
 """
 import argparse
+import os
 import tomllib
 
 import h5py
@@ -26,13 +27,24 @@ def alignment(k, y):
     return np.einsum("i,tij,j->t", y, k, y) / (y @ y * np.linalg.norm(k, axis=(1, 2)))
 
 
+def open_dmft(path):
+    """The `moedmft dmft` file at path, or a one-line exit naming it."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        why = os.strerror(e.errno) if e.errno else "not an HDF5 file"
+        raise SystemExit(f"{path}: cannot open as HDF5 ({why})")
+    if text(f.attrs.get("kind", "")) != "dmft":
+        f.close()
+        raise SystemExit(f"{path}: not a `moedmft dmft` file")
+    return f
+
+
 def compare(paths, out_path):
     """Several solves side by side, each labelled by its optimizer, LR and eps."""
     fig, axes = panels(2)
     for i, path in enumerate(paths):
-        with h5py.File(path, "r") as f:
-            if text(f.attrs.get("kind", "")) != "dmft":
-                raise SystemExit(f"{path}: not a `moedmft dmft` file")
+        with open_dmft(path) as f:
             loss, loss_err, phi = f["loss"][:], f["loss_err"][:], f["Phi"][:]
             d = tomllib.loads(text(f.attrs["config_toml"])).get("dmft", {})
         opt = d.get("optimizer", "sgd")
@@ -60,9 +72,7 @@ def main():
         return
     args.dmft = args.dmft[0]
 
-    with h5py.File(args.dmft, "r") as f:
-        if text(f.attrs.get("kind", "")) != "dmft":
-            raise SystemExit(f"{args.dmft}: not a `moedmft dmft` file")
+    with open_dmft(args.dmft) as f:
         loss, loss_err = f["loss"][:], f["loss_err"][:]
         out, y = f["f"][:], f["y"][:]
         phi, g = f["Phi"][:], f["G"][:]  # [layer, step, point, point2]

@@ -4,12 +4,11 @@
 #include <catch2/catch.hpp>
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "experiments/moe_limit.hpp"
 #include "experiments/sweep.hpp"
+#include "experiments/toml_section.hpp"
 
 using namespace moedmft;
 namespace fs = std::filesystem;
@@ -17,13 +16,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const fs::path kConfigs = fs::path(MOEDMFT_SOURCE_DIR) / "experiments" / "configs";
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::vector<RunConfig> sweep_points(const fs::path& p) {
   const SweepSpec spec = load_sweep_spec(p.string(), {});
@@ -36,7 +28,7 @@ TEST_CASE("every config in experiments/configs parses and resolves", "[configs]"
   int sweeps = 0, runs = 0, limits = 0;
   for (const auto& entry : fs::directory_iterator(kConfigs)) {
     if (entry.path().extension() != ".toml") continue;
-    const std::string text = slurp(entry.path());
+    const std::string text = read_config_text(entry.path().string(), "experiments/configs");
     INFO(entry.path().filename().string());
     if (text.find("[[axis]]") != std::string::npos) {
       std::vector<RunConfig> points;
