@@ -35,6 +35,20 @@ bool share_replicates(std::vector<std::vector<double>>& blobs, bool ok) {
   return true;
 }
 
+// In-place sum over the ranks, identical on every rank: reduced on rank 0 and broadcast (an
+// allreduce may add in a different order on different ranks, and then the ranks' Cholesky pivots
+// and top-K routes could part ways).
+void sum_over_ranks(double* data, size_t count) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  constexpr size_t piece = size_t(1) << 28;
+  for (size_t at = 0; at < count; at += piece) {
+    const int n = int(std::min(piece, count - at));
+    MPI_Reduce(rank == 0 ? MPI_IN_PLACE : data + at, data + at, n, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Bcast(data + at, n, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+  }
+}
+
 }  // namespace
 
 MpiSession::MpiSession(int& argc, char**& argv) {
@@ -45,7 +59,14 @@ MpiSession::MpiSession(int& argc, char**& argv) {
   active_ = true;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &ranks_);
-  if (ranks_ > 1) dmft::set_replicate_split({rank_, ranks_, share_replicates});
+  if (ranks_ > 1) {
+    dmft::ReplicateSplit split;
+    split.rank = rank_;
+    split.ranks = ranks_;
+    split.share = share_replicates;
+    split.sum = sum_over_ranks;
+    dmft::set_replicate_split(std::move(split));
+  }
 }
 
 MpiSession::~MpiSession() {

@@ -1,11 +1,16 @@
 // MPI for the DMFT solves: under mpirun (or srun), `moedmft dmft` and `moedmft dmft-moe` spread
-// their replicates over the ranks (solver/dmft/replicates.hpp) and rank 0 alone writes the file.
+// their replicates, or the samples of every replicate, over the ranks (solver/dmft/replicates.hpp)
+// and rank 0 alone writes the file.
 // Built when CMake finds MPI (MOEDMFT_HAVE_MPI); without it a multi-rank launch is refused, since
 // every rank would solve everything and write the same file.
 #pragma once
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+
+#include "solver/dmft/replicates.hpp"
 
 namespace moedmft {
 
@@ -38,6 +43,22 @@ class MpiSession {
   bool active_ = false;
   int rank_ = 0, ranks_ = 1;
 };
+
+// `--mpi-split auto|replicates|samples` on the DMFT commands (ignored in one process).
+struct MpiSplitOption {
+  std::string value = "auto";
+  void apply() const {
+    dmft::set_rank_split_mode(value == "samples"      ? dmft::RankSplit::samples
+                              : value == "replicates" ? dmft::RankSplit::replicates
+                                                      : dmft::RankSplit::automatic);
+  }
+};
+inline void add_mpi_split_option(CLI::App& app, MpiSplitOption& split) {
+  app.add_option("--mpi-split", split.value,
+                 "under mpirun: spread the replicates (bitwise equal to one process) or every replicate's samples "
+                 "(equal to round-off); auto = samples when there are fewer replicates than ranks")
+      ->check(CLI::IsMember({"auto", "replicates", "samples"}));
+}
 
 #ifndef MOEDMFT_HAVE_MPI
 inline MpiSession::MpiSession(int&, char**&) : rank_(launched_rank()), ranks_(launched_ranks()) {}

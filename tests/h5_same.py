@@ -2,7 +2,9 @@
 """Exits 0 when two HDF5 files hold the same groups, datasets and attributes, bit for bit
 (NaN equals NaN: the raw bytes are compared), except the names given with --ignore (datasets or
 attributes, by base name, e.g. wall_seconds). Dimension-scale bookkeeping (object references)
-is compared by the names it points to. Prints every difference."""
+is compared by the names it points to. With --rtol R, floating-point datasets need only agree to
+R relative to each dataset's largest magnitude (NaN where the other has NaN). Prints every
+difference."""
 import argparse
 import sys
 
@@ -13,6 +15,7 @@ p = argparse.ArgumentParser()
 p.add_argument("a")
 p.add_argument("b")
 p.add_argument("--ignore", action="append", default=[])
+p.add_argument("--rtol", type=float, default=0.0)
 args = p.parse_args()
 ignored = set(args.ignore)
 problems = []
@@ -40,6 +43,20 @@ def same(x, y):
     return x == y
 
 
+def close(x, y):
+    """Datasets equal to --rtol (floats) or bit for bit (anything else)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if args.rtol == 0.0 or x.dtype.kind != "f" or x.shape != y.shape or x.dtype != y.dtype:
+        return same(x, y)
+    if not np.array_equal(np.isnan(x), np.isnan(y)):
+        return False
+    finite = ~np.isnan(x)
+    if not finite.any():
+        return True
+    scale = np.abs(y[finite]).max()
+    return bool(np.all(np.abs(x[finite] - y[finite]) <= args.rtol * scale))
+
+
 def attrs(fa, fb, oa, ob, where):
     names_a = {n for n in oa.attrs if n not in ignored}
     names_b = {n for n in ob.attrs if n not in ignored}
@@ -63,7 +80,7 @@ with h5py.File(args.a, "r") as fa, h5py.File(args.b, "r") as fb:
                 walk(a, b)
             elif isinstance(a, h5py.Dataset) and isinstance(b, h5py.Dataset):
                 attrs(fa, fb, a, b, a.name)
-                if not same(a[()], b[()]):
+                if not close(a[()], b[()]):
                     problems.append(f"{a.name}: values differ")
             else:
                 problems.append(f"{a.name}: a group in one file, a dataset in the other")

@@ -19,7 +19,13 @@ namespace {
 
 // Restores the one-process split when a test case ends, whatever happened.
 struct SplitScope {
-  explicit SplitScope(ReplicateSplit split) { set_replicate_split(std::move(split)); }
+  SplitScope(int rank, int ranks, std::function<bool(std::vector<std::vector<double>>&, bool)> share) {
+    ReplicateSplit split;
+    split.rank = rank;
+    split.ranks = ranks;
+    split.share = std::move(share);
+    set_replicate_split(std::move(split));
+  }
   ~SplitScope() { set_replicate_split({}); }
 };
 
@@ -43,14 +49,14 @@ std::vector<double> packed(Trace t) {
 
 TEST_CASE("a rank marches only its replicates and receives the others packed", "[dmft][replicates]") {
   std::vector<int> marched;
-  const SplitScope scope({1, 2, [](std::vector<std::vector<double>>& blobs, bool ok) {
+  const SplitScope scope(1, 2, [](std::vector<std::vector<double>>& blobs, bool ok) {
                             REQUIRE(ok);
                             for (size_t r = 0; r < blobs.size(); ++r) {
                               CHECK(blobs[r].empty() == (r % 2 == 0));  // only rank 1's own are filled
                               if (r % 2 == 0) blobs[r] = packed(synthetic(int(r)));
                             }
                             return true;
-                          }});
+                          });
   const std::vector<Trace> runs = solve_replicates<Trace>(5, 1, [&](int r) {
     marched.push_back(r);
     return synthetic(r);
@@ -65,10 +71,10 @@ TEST_CASE("a rank marches only its replicates and receives the others packed", "
 TEST_CASE("a failed replicate on any rank fails the solve on every rank", "[dmft][replicates]") {
   bool told_failure = false;
   {
-    const SplitScope scope({0, 2, [&](std::vector<std::vector<double>>&, bool ok) {
+    const SplitScope scope(0, 2, [&](std::vector<std::vector<double>>&, bool ok) {
                               told_failure = !ok;
                               return false;
-                            }});
+                            });
     auto throws_here = [](int) -> Trace { throw std::runtime_error("march failed here"); };
     CHECK_THROWS_WITH(solve_replicates<Trace>(3, 1, throws_here), "march failed here");
     CHECK(told_failure);  // the other ranks learn of it instead of waiting for this rank's traces
@@ -87,17 +93,17 @@ TEST_CASE("two emulated ranks give the one-process DMFT solve bit for bit", "[dm
   // Rank 0's own traces, recorded (what it would broadcast), then rank 1's solve receiving them.
   std::map<size_t, std::vector<double>> from_rank0;
   {
-    const SplitScope scope({0, 2, [&](std::vector<std::vector<double>>& blobs, bool) {
+    const SplitScope scope(0, 2, [&](std::vector<std::vector<double>>& blobs, bool) {
                               for (size_t r = 0; r < blobs.size(); r += 2) from_rank0[r] = blobs[r];
                               for (size_t r = 1; r < blobs.size(); r += 2) blobs[r] = blobs[0];  // any shape
                               return true;
-                            }});
+                            });
     solve_dmft(cfg, x, y);
   }
-  const SplitScope scope({1, 2, [&](std::vector<std::vector<double>>& blobs, bool) {
+  const SplitScope scope(1, 2, [&](std::vector<std::vector<double>>& blobs, bool) {
                             for (const auto& [r, blob] : from_rank0) blobs[r] = blob;
                             return true;
-                          }});
+                          });
   const DmftResult two = solve_dmft(cfg, x, y);
   REQUIRE(from_rank0.size() == 2);
   CHECK(two.f == one.f);

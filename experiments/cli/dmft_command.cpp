@@ -9,6 +9,7 @@
 #include "experiments/recorder.hpp"
 #include "experiments/run_config.hpp"
 #include "experiments/cli/commands.hpp"
+#include "experiments/mpi_replicates.hpp"
 #include "experiments/progress.hpp"
 #include "experiments/threads.hpp"
 #include "experiments/toml_section.hpp"
@@ -178,6 +179,7 @@ std::vector<Command> add_dmft_commands(CLI::App& app) {
     std::vector<std::string> sets;
     bool quiet = false;
     ThreadsOption threads;
+    MpiSplitOption split;
   };
   auto a = std::make_shared<Args>();
   CLI::App* sub = app.add_subcommand("dmft", "infinite-width (DMFT) training dynamics of a dense network, to HDF5");
@@ -186,8 +188,10 @@ std::vector<Command> add_dmft_commands(CLI::App& app) {
   sub->add_option("--output,-o", a->output, "output HDF5 file (overrides the config's output)");
   sub->add_flag("--quiet,-q", a->quiet, "no summary");
   add_threads_option(*sub, a->threads);
+  add_mpi_split_option(*sub, a->split);
   return {{sub, [a]() {
              a->threads.apply();
+             a->split.apply();
              std::vector<std::string> sets = a->sets;
              if (!a->output.empty()) sets.push_back(string_override("output", a->output));
              const DmftRun run = read_dmft_config(a->config, sets);

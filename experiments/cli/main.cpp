@@ -209,7 +209,8 @@ int main(int argc, char** argv) {
     return cfg.precision == Precision::float32 ? run_training<float>(cfg, targs, cmdline)
                                                : run_training<double>(cfg, targs, cmdline);
   } catch (const ConfigError& e) {
-    std::cerr << "moedmft: " << e.what() << "\n";
+    // Every MPI rank reads the same config and meets the same error: rank 0 says it once.
+    if (mpi.rank() == 0) std::cerr << "moedmft: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "moedmft: " << e.what() << "\n";

@@ -7,6 +7,7 @@
 
 #include "experiments/cli/commands.hpp"
 #include "experiments/moe_convergence.hpp"
+#include "experiments/mpi_replicates.hpp"
 #include "experiments/progress.hpp"
 #include "experiments/threads.hpp"
 #include "experiments/toml_section.hpp"
@@ -50,6 +51,7 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
     int seeds = 4;
     bool quiet = false;
     ThreadsOption threads;
+    MpiSplitOption split;
   };
   auto a = std::make_shared<Args>();
   auto b = std::make_shared<Args>();
@@ -59,6 +61,7 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
   lim->add_option("--output,-o", a->output, "output HDF5 file (default: the config's output with _limit)");
   lim->add_flag("--quiet,-q", a->quiet, "no summary");
   add_threads_option(*lim, a->threads);
+  add_mpi_split_option(*lim, a->split);
   lim->add_option("--regime", a->regime, "I, II, III or auto (default: the [dmft] regime key, else auto)");
   CLI::App* conv = app.add_subcommand("converge", "finite-width MoE runs along a width ladder against the regime-I/II/III DMFT limit");
   conv->add_option("--config,-c", b->config, "run TOML (as for train) plus an optional [dmft] section")->required();
@@ -85,6 +88,7 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
   return {{lim,
            [a, out_name, overrides]() {
              a->threads.apply();
+             a->split.apply();
              const MoeLimitSetup s =
                  read_moe_limit_config(read_config_text(a->config, "--config"), overrides(*a), a->config);
              RunConfig run = s.run;

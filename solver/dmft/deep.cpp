@@ -9,6 +9,7 @@
 #include "solver/dmft/causal.hpp"
 #include "solver/dmft/deep_march.hpp"
 #include "solver/dmft/dmft.hpp"
+#include "solver/dmft/population.hpp"
 
 namespace moedmft::dmft {
 
@@ -34,32 +35,37 @@ struct Deep {
   const DmftConfig& cfg;
   const Mat<double>& Kx;
   const Vec<double>& y;
-  int S, P, T, L, n;
+  Population pop;  // this process's samples of all cfg.samples
+  int S, P, T, L, n;  // S: the rows this process holds
   Mat<double> u1;
   Vec<double> z0;
   std::vector<Layer> ly;
   Trace tr;
   DeepTerms* terms = nullptr;  // null: SGD's kernel terms and updates
 
-  Deep(const DmftConfig& c, const Mat<double>& kx, const Vec<double>& yy)
-      : cfg(c), Kx(kx), y(yy), S(c.samples), P(static_cast<int>(kx.rows())), T(c.T), L(c.L),
-        n((c.T + 1) * static_cast<int>(kx.rows())) {}
+  // splittable = false: every sample stays here (the exact basis, which no rank may cut)
+  Deep(const DmftConfig& c, const Mat<double>& kx, const Vec<double>& yy, bool splittable = true)
+      : cfg(c), Kx(kx), y(yy),
+        pop(splittable ? population(c.samples, "dmft.samples") : whole_population(c.samples)),
+        S(pop.rows), P(static_cast<int>(kx.rows())), T(c.T), L(c.L), n((c.T + 1) * static_cast<int>(kx.rows())) {}
 
   // Sources: u^1 ~ N(0, K^x) and z^L(0) ~ N(0,1) as in the two-layer solver; white noises for
   // the hidden-layer sources. Antithetic partner: same forward noise, negated backward noise.
   void draw(uint64_t seed) {
-    u1 = sample_fields(Kx, S, seed, cfg.antithetic, &z0);
+    u1 = pop.mine(sample_fields(Kx, pop.S, seed, cfg.antithetic, &z0));
+    z0 = pop.mine(std::move(z0));
     draw_noise(seed);
   }
-  // The white noises alone (their stream does not depend on how u^1 and z^L(0) were drawn).
+  // The white noises alone (their stream does not depend on how u^1 and z^L(0) were drawn). All
+  // S rows are drawn, and this process keeps its own.
   void draw_noise(uint64_t seed) {
     ly.assign(L, Layer{});
     Rng rng(mix_seed(seed, 0xD33Bull));
     for (int a = 0; a < L; ++a) {
-      if (a >= 1) ly[a].zeta.resize(S, n);
-      if (a < L - 1) ly[a].rho.resize(S, n);
+      if (a >= 1) ly[a].zeta.resize(pop.S, n);
+      if (a < L - 1) ly[a].rho.resize(pop.S, n);
     }
-    for (int i = 0; i < S; ++i) {
+    for (int i = 0; i < pop.S; ++i) {
       const bool partner = cfg.antithetic && (i % 2 == 1);
       for (int a = 0; a < L; ++a) {
         if (a >= 1) {
@@ -71,6 +77,10 @@ struct Deep {
           else for (int j = 0; j < n; ++j) ly[a].rho(i, j) = rng.normal();
         }
       }
+    }
+    for (Layer& Ly : ly) {
+      if (Ly.zeta.size()) Ly.zeta = pop.mine(std::move(Ly.zeta));
+      if (Ly.rho.size()) Ly.rho = pop.mine(std::move(Ly.rho));
     }
   }
 
@@ -101,7 +111,7 @@ struct Deep {
   // One march over t = 0..T. gv == nullptr: causal sweep; otherwise sources, responses and
   // feature-learning kernels come from the previous iterate gv (fixed point).
   void march(const Given* gv) {
-    const double g0 = cfg.gamma0, step = cfg.eta * cfg.gamma0, invS = 1.0 / S;
+    const double g0 = cfg.gamma0, step = cfg.eta * cfg.gamma0;
     for (int a = 0; a < L; ++a) {
       Layer& Ly = ly[a];
       for (Mat<double>* m : {&Ly.phi, &Ly.dphi, &Ly.g}) m->setZero(S, n);
@@ -136,7 +146,7 @@ struct Deep {
         const Mat<double> phik = lo.phi.middleCols(K0, P);
         Mat<double> Crow;  // Phi^l block row k, columns 0..K0+P
         if (!gv) {
-          Crow = (phik.transpose() * lo.phi.leftCols(K0 + P)) * invS;
+          Crow = pop.mean(phik.transpose() * lo.phi.leftCols(K0 + P));
           lo.Lphi.extend(Crow, K0, P, cfg.jitter);
           lo.Lphi.kill_dead_noise(hi.zeta, K0, P);
           lo.Lphi.whiten_block(lo.phi, lo.X, K0, P);
@@ -144,11 +154,11 @@ struct Deep {
           tr.Phi[a][k] = Crow.middleCols(K0, P);
         } else {
           h = gv->Lphi[a].sample_block(hi.zeta, K0, P);
-          tr.Phi[a][k] = (phik.transpose() * phik) * invS;
+          tr.Phi[a][k] = pop.mean(phik.transpose() * phik);
         }
         if (k > 0) {
           if (!gv) {  // sum_{s<k} A(k,s) g(s) = (g L_G^{-T}) . E[rho phi(k)^T]   (Stein)
-            const Mat<double> CA = (lo.rho.leftCols(K0).transpose() * phik) * invS;
+            const Mat<double> CA = pop.mean(lo.rho.leftCols(K0).transpose() * phik);
             if (cfg.responses) h.noalias() += hi.Y.leftCols(K0) * CA;
             if (terms) terms->forward(a, phik, h);
             else h.noalias() += step * (hi.gd.leftCols(K0) * Crow.leftCols(K0).transpose());
@@ -162,8 +172,8 @@ struct Deep {
         hi.dphi.middleCols(K0, P) = dh;
       }
       const Mat<double> phiL = ly[L - 1].phi.middleCols(K0, P);
-      tr.Phi[L - 1][k] = (phiL.transpose() * phiL) * invS;
-      const Vec<double> f = (phiL.transpose() * zL) / (g0 * S);
+      tr.Phi[L - 1][k] = pop.mean(phiL.transpose() * phiL);
+      const Vec<double> f = pop.mean_over(phiL.transpose() * zL, g0 * pop.S);
       const Vec<double> delta = y - f;
       tr.f.row(k) = f.transpose();
       tr.loss[k] = 0.5 * delta.squaredNorm();
@@ -175,27 +185,27 @@ struct Deep {
         const Mat<double> gk = hi.g.middleCols(K0, P);
         Mat<double> Crow;  // G^{l+1} block row k
         if (!gv) {
-          Crow = (gk.transpose() * hi.g.leftCols(K0 + P)) * invS;
+          Crow = pop.mean(gk.transpose() * hi.g.leftCols(K0 + P));
           hi.LG.extend(Crow, K0, P, cfg.jitter);
           hi.LG.kill_dead_noise(lo.rho, K0, P);
           hi.LG.whiten_block(hi.g, hi.Y, K0, P);
           z = hi.LG.sample_block(lo.rho, K0, P);
           tr.G[a + 1][k] = Crow.middleCols(K0, P);
           // sum_{s<=k} B(k,s) phi(s) = (phi L_Phi^{-T}) . E[zeta g(k)^T], equal time included
-          const Mat<double> CB = (hi.zeta.leftCols(K0 + P).transpose() * gk) * invS;
+          const Mat<double> CB = pop.mean(hi.zeta.leftCols(K0 + P).transpose() * gk);
           if (cfg.responses) z.noalias() += lo.X.leftCols(K0 + P) * CB;
           if (k > 0 && terms) terms->backward(a, gk, z);
           else if (k > 0) z.noalias() += step * (lo.pd.leftCols(K0) * Crow.leftCols(K0).transpose());
         } else {
           z = gv->LG[a + 1].sample_block(lo.rho, K0, P);
-          tr.G[a + 1][k] = (gk.transpose() * gk) * invS;
+          tr.G[a + 1][k] = pop.mean(gk.transpose() * gk);
           if (cfg.responses) z.noalias() += lo.phi.leftCols(K0 + P) * gv->B[a].block(K0, 0, P, K0 + P).transpose();
           if (k > 0) z.noalias() += step * (lo.pd.leftCols(K0) * gv->KG[a + 1].block(K0, 0, P, K0).transpose());
         }
         lo.g.middleCols(K0, P) = lo.dphi.middleCols(K0, P).cwiseProduct(z);
       }
       const Mat<double> g1 = ly[0].g.middleCols(K0, P);
-      tr.G[0][k] = (g1.transpose() * g1) * invS;
+      tr.G[0][k] = pop.mean(g1.transpose() * g1);
       for (int a = 0; a < L && !terms; ++a) {
         ly[a].gd.middleCols(K0, P) = ly[a].g.middleCols(K0, P).array().rowwise() * delta.transpose().array();
         ly[a].pd.middleCols(K0, P) = ly[a].phi.middleCols(K0, P).array().rowwise() * delta.transpose().array();
@@ -223,8 +233,8 @@ struct Deep {
     tr.Phi_two.clear();
     tr.G_two.clear();
     for (int a = 0; a < L; ++a) {
-      tr.Phi_two.push_back((ly[a].phi.transpose() * ly[a].phi) / S);
-      tr.G_two.push_back((ly[a].g.transpose() * ly[a].g) / S);
+      tr.Phi_two.push_back(pop.mean_over(ly[a].phi.transpose() * ly[a].phi, pop.S));
+      tr.G_two.push_back(pop.mean_over(ly[a].g.transpose() * ly[a].g, pop.S));
     }
   }
 };
@@ -257,7 +267,7 @@ Trace march_linear_basis(const DmftConfig& cfg_in, const Mat<double>& Kx, const 
   // relative size d moves every average by O(d) (1e-10, the Monte Carlo default, showed up at
   // 3e-10 in the lazy-limit test).
   cfg.jitter = std::min(cfg.jitter, 1e-13);
-  Deep d(cfg, Kx, y);
+  Deep d(cfg, Kx, y, false);
   d.draw_basis();
   d.march(nullptr);
   if (cfg.two_time_kernels) d.two_time();
@@ -266,9 +276,10 @@ Trace march_linear_basis(const DmftConfig& cfg_in, const Mat<double>& Kx, const 
 
 Trace march_deep_with(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<double>& y, Mat<double> u1,
                       Vec<double> z0, uint64_t noise_seed, DeepTerms* terms) {
+  if (terms) refuse_sample_split("the pair estimator (dmft.L >= 2 with dmft.optimizer = signgd or adam)");
   Deep d(cfg, Kx, y);
-  d.u1 = std::move(u1);
-  d.z0 = std::move(z0);
+  d.u1 = d.pop.mine(std::move(u1));
+  d.z0 = d.pop.mine(std::move(z0));
   d.draw_noise(noise_seed);
   d.terms = terms;
   d.march(nullptr);
@@ -336,15 +347,15 @@ Trace solve_deep_once(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<do
       den += est.squaredNorm();
       old = (1.0 - cfg.damping) * old + cfg.damping * est;
     };
-    const double invS = 1.0 / cfg.samples;
+    const Population& pop = d.pop;
     for (int a = 0; a < L; ++a) {
       const Layer& Ly = d.ly[a];
-      mix(gv.Kphi[a], (Ly.phi.transpose() * Ly.phi) * invS);
-      mix(gv.KG[a], (Ly.g.transpose() * Ly.g) * invS);
+      mix(gv.Kphi[a], pop.mean(Ly.phi.transpose() * Ly.phi));
+      mix(gv.KG[a], pop.mean(Ly.g.transpose() * Ly.g));
       if (a < L - 1) {  // responses by Stein's lemma against the factors used for sampling
-        Mat<double> A = gv.LG[a + 1].right_solve_inverse((Ly.phi.transpose() * Ly.rho) * invS);
+        Mat<double> A = gv.LG[a + 1].right_solve_inverse(pop.mean(Ly.phi.transpose() * Ly.rho));
         causal_mask(A, P, true);
-        Mat<double> B = gv.Lphi[a].right_solve_inverse((d.ly[a + 1].g.transpose() * d.ly[a + 1].zeta) * invS);
+        Mat<double> B = gv.Lphi[a].right_solve_inverse(pop.mean(d.ly[a + 1].g.transpose() * d.ly[a + 1].zeta));
         causal_mask(B, P, false);
         gv.A[a] = (1.0 - cfg.damping) * gv.A[a] + cfg.damping * A;
         gv.B[a] = (1.0 - cfg.damping) * gv.B[a] + cfg.damping * B;

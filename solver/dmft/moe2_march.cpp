@@ -77,7 +77,7 @@ struct Moe2March : ParticleStream {
     seed = s;
     Rng rng(s);
     draw_h1(rng);
-    Rho1 = white(S, n, rng, cfg.antithetic, true);
+    Rho1 = neurons(n, rng, true);
     ZetaR = white(E, n, rng, false, false);
     Zeta1 = white(EN, n, rng, false, false);
     Rho2 = white(EN, T + 1, rng, false, false);
@@ -95,7 +95,7 @@ struct Moe2March : ParticleStream {
   // the history, so it is the regression on that source's noise plus an independent residual,
   // plus its own forward response. Cv = <v a~> against the history, V = <v v>.
   Mat<double> init_term(const Mat<double>& v, const Mat<double>& Cv, int k) const {
-    Mat<double> out = c.c_expert2 * regression_on_source(LPt, Zo, v, Cv, k, P, seed);
+    Mat<double> out = c.c_expert2 * regression_on_source(LPt, Zo, pop, v, Cv, k, P, seed);
     if (k > 0)
       out.noalias() +=
           (c.c_expert2 * std::sqrt(c.nu * Ne)) * (Zw.leftCols(k) * ((Rho2.leftCols(k).transpose() * v) / double(EN)));
@@ -103,7 +103,8 @@ struct Moe2March : ParticleStream {
   }
 
   void run() {
-    const double invS = 1.0 / S, invEN = 1.0 / EN;
+    const double invEN = 1.0 / EN;
+    const Population expert_neurons = whole_population(EN);
     const double nuNe = c.nu * Ne, sqnuNe = std::sqrt(nuNe);
     Mat<double> a1k, d1k, a2k, d2k, ghat, q;
     std::vector<std::vector<int>> sel;
@@ -118,7 +119,7 @@ struct Moe2March : ParticleStream {
       // ---------------- particles: expert neurons
       Mat<double> u2 = c.c_expert1 * LPhi1.sample_block(Zeta1, K0, P);
       if (k > 0) {
-        u2.noalias() += (c.c_expert1 / sqnuNe) * (Y2.leftCols(K0) * ((Rho1.leftCols(K0).transpose() * a1k) * invS));
+        u2.noalias() += (c.c_expert1 / sqnuNe) * (Y2.leftCols(K0) * pop.mean(Rho1.leftCols(K0).transpose() * a1k));
         u2.noalias() += c.lr_expert1 * (GD2.leftCols(K0) * Phi1_past);
       }
       act_both(cfg.phi, u2, a2k, d2k);
@@ -126,7 +127,7 @@ struct Moe2March : ParticleStream {
       const Mat<double> gexp = per_neuron(ghat, Ne);
       const Mat<double> atk = a2k.cwiseProduct(gexp);
       At.middleCols(K0, P) = atk;
-      kernel_row(atk, At, invEN, K0, P, Phit, &LPt, cfg.jitter);
+      kernel_row(atk, At, expert_neurons, K0, P, Phit, &LPt, cfg.jitter);
       LPt.kill_dead_noise(Zo, K0, P);
       LPt.whiten_block(At, Xt, K0, P);
       tr.gated[k] = Phit.block(K0, K0, P, P);
@@ -145,16 +146,17 @@ struct Moe2March : ParticleStream {
       const Mat<double> init = c.c_expert2 != 0.0 ? init_term(v, Cv, k) : Mat<double>::Zero(S, P);
       const Mat<double> hagg = src + learned;
       const Vec<double> w = output(k, hagg);
-      tr.agg.row(k) << std::sqrt(mean_square(hagg)), std::sqrt(mean_square(init)),
-          std::sqrt(mean_square(src - init)), std::sqrt(mean_square(eff)), std::sqrt(mean_square(learned - eff));
-      tr.rms.row(k) << std::sqrt(mean_square(a1k)), std::sqrt(mean_square(psi)), std::sqrt(mean_square(a2k)),
-          std::sqrt(mean_square(hagg));
+      tr.agg.row(k) << std::sqrt(pop.mean_square(hagg)), std::sqrt(pop.mean_square(init)),
+          std::sqrt(pop.mean_square(src - init)), std::sqrt(pop.mean_square(eff)),
+          std::sqrt(pop.mean_square(learned - eff));
+      tr.rms.row(k) << std::sqrt(pop.mean_square(a1k)), std::sqrt(mean_square(psi)), std::sqrt(mean_square(a2k)),
+          std::sqrt(pop.mean_square(hagg));
       readout_history(k, Rho2);
 
       // ---------------- particles backward: b~ = (Gamma/M) W2(t) z(t) per expert neuron
       Vec<double> bt = (c.c_expert2 / sqnuNe) * Lz.sample_block(Rho2, k, 1).col(0);
       if (k > 0) {
-        bt.noalias() += (c.c_expert2 / nuNe) * (Xt.leftCols(K0) * ((Zo.leftCols(K0).transpose() * Z) * invS));
+        bt.noalias() += (c.c_expert2 / nuNe) * (Xt.leftCols(K0) * pop.mean(Zo.leftCols(K0).transpose() * Z));
         Vec<double> cw(K0);
         for (int s = 0; s < k; ++s) cw.segment(s * P, P) = Cz(k, s) * Wh.segment(s * P, P);
         bt.noalias() += c.lr_expert2 * (At.leftCols(K0) * cw);
@@ -162,7 +164,7 @@ struct Moe2March : ParticleStream {
       const Mat<double> g2 = d2k.cwiseProduct(gexp).array().colwise() * bt.array();
       G2h.middleCols(K0, P) = g2;
       GD2.middleCols(K0, P) = g2.array().rowwise() * w.transpose().array();
-      kernel_row(g2, G2h, invEN, K0, P, KG2, &LG2, cfg.jitter);
+      kernel_row(g2, G2h, expert_neurons, K0, P, KG2, &LG2, cfg.jitter);
       LG2.kill_dead_noise(Rho1, K0, P);
       LG2.whiten_block(G2h, Y2, K0, P);
       tr.g2[k] = KG2.block(K0, K0, P, P);

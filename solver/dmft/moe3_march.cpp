@@ -57,7 +57,7 @@ struct Moe3March : ParticleStream {
     Zeta1 = white(src_rows, n, rng, ant, false);
     Rho2 = white(src_rows, T + 1, rng, ant, true);
     draw_hagg(rng);
-    if (shared) Rho1 = white(S, n, rng, ant, true);
+    if (shared) Rho1 = neurons(n, rng, true);
   }
 
   void allocate() {
@@ -77,7 +77,8 @@ struct Moe3March : ParticleStream {
   }
 
   void run() {
-    const double invS = 1.0 / S, invEN = 1.0 / EN, invSn = 1.0 / Sn;
+    const double invEN = 1.0 / EN, invSn = 1.0 / Sn;
+    const Population pairs = whole_population(EN), expert_means = whole_population(Sn);
     const double rho = c.rho, sqrho = std::sqrt(rho), G = c.gate;
     Mat<double> a1k, d1k, a2k, d2k, ghat, q;
     std::vector<std::vector<int>> sel;
@@ -94,19 +95,19 @@ struct Moe3March : ParticleStream {
       if (k > 0) {
         u2.noalias() += c.lr_expert1 * (GD2.leftCols(K0) * Phi1_past);
         if (shared)
-          u2 += lift((c.c_expert1 / sqrho) * (Ybar.leftCols(K0) * ((Rho1.leftCols(K0).transpose() * a1k) * invS)));
+          u2 += lift((c.c_expert1 / sqrho) * (Ybar.leftCols(K0) * pop.mean(Rho1.leftCols(K0).transpose() * a1k)));
       }
       act_both(cfg.phi, u2, a2k, d2k);
       if (k == 0) A20 = a2k;
       const Mat<double> gexp = per_neuron(ghat, Sn);
       const Mat<double> atk = a2k.cwiseProduct(gexp);
       At.middleCols(K0, P) = atk;
-      kernel_row(atk, At, invEN, K0, P, Phit, nullptr, cfg.jitter);
+      kernel_row(atk, At, pairs, K0, P, Phit, nullptr, cfg.jitter);
       tr.gated[k] = Phit.block(K0, K0, P, P);
       tr.phi2[k] = (a2k.transpose() * a2k) * invEN;
       if (shared) {
         Abar.middleCols(K0, P) = expert_mean(atk);
-        kernel_row(Abar.middleCols(K0, P), Abar, invSn, K0, P, Phibar, &LPbar, cfg.jitter);
+        kernel_row(Abar.middleCols(K0, P), Abar, expert_means, K0, P, Phibar, &LPbar, cfg.jitter);
         LPbar.kill_dead_noise(Zo, K0, P);
         LPbar.whiten_block(Abar, Xbar, K0, P);
       }
@@ -126,15 +127,16 @@ struct Moe3March : ParticleStream {
       if (shared && c.c_expert2 != 0.0) {
         const Mat<double> vbar = expert_mean(v);
         const Mat<double> Cvbar = (vbar.transpose() * Abar.leftCols(K0 + P)) * invSn;
-        init = c_src * regression_on_source(LPbar, Zo, vbar, Cvbar, k, P, seed);
+        init = c_src * regression_on_source(LPbar, Zo, pop, vbar, Cvbar, k, P, seed);
         if (k > 0) init.noalias() += c_resp * (Zw.leftCols(k) * stein(Rho2, k, v));
       }
       const Mat<double> hagg = src + learned;
       const Vec<double> w = output(k, hagg);
-      tr.agg.row(k) << std::sqrt(mean_square(hagg)), std::sqrt(mean_square(init)),
-          std::sqrt(mean_square(src - init)), std::sqrt(mean_square(eff)), std::sqrt(mean_square(learned - eff));
-      tr.rms.row(k) << std::sqrt(mean_square(a1k)), std::sqrt(mean_square(psi)), std::sqrt(mean_square(a2k)),
-          std::sqrt(mean_square(hagg));
+      tr.agg.row(k) << std::sqrt(pop.mean_square(hagg)), std::sqrt(pop.mean_square(init)),
+          std::sqrt(pop.mean_square(src - init)), std::sqrt(pop.mean_square(eff)),
+          std::sqrt(pop.mean_square(learned - eff));
+      tr.rms.row(k) << std::sqrt(pop.mean_square(a1k)), std::sqrt(mean_square(psi)), std::sqrt(mean_square(a2k)),
+          std::sqrt(pop.mean_square(hagg));
 
       readout_history(k, Rho2);
 
@@ -142,7 +144,7 @@ struct Moe3March : ParticleStream {
       Vec<double> bt = lift((c.c_expert2 / sqrho) * Lz.sample_block(Rho2, k, 1)).col(0);
       if (k > 0) {
         if (shared)
-          bt += lift((c.c_expert2 / rho) * (Xbar.leftCols(K0) * ((Zo.leftCols(K0).transpose() * Z) * invS))).col(0);
+          bt += lift((c.c_expert2 / rho) * (Xbar.leftCols(K0) * pop.mean(Zo.leftCols(K0).transpose() * Z))).col(0);
         Vec<double> cw(K0);
         for (int s = 0; s < k; ++s) cw.segment(s * P, P) = Cz(k, s) * Wh.segment(s * P, P);
         bt.noalias() += (c.lr_expert2 / (G * rho)) * (At.leftCols(K0) * cw);
@@ -150,11 +152,11 @@ struct Moe3March : ParticleStream {
       const Mat<double> g2 = d2k.cwiseProduct(gexp).array().colwise() * bt.array();
       G2h.middleCols(K0, P) = g2;
       GD2.middleCols(K0, P) = g2.array().rowwise() * w.transpose().array();
-      kernel_row(g2, G2h, invEN, K0, P, KG2, nullptr, cfg.jitter);
+      kernel_row(g2, G2h, pairs, K0, P, KG2, nullptr, cfg.jitter);
       tr.g2[k] = KG2.block(K0, K0, P, P);
       if (shared) {
         Gbar.middleCols(K0, P) = expert_mean(g2);
-        kernel_row(Gbar.middleCols(K0, P), Gbar, invSn, K0, P, KGbar, &LGbar, cfg.jitter);
+        kernel_row(Gbar.middleCols(K0, P), Gbar, expert_means, K0, P, KGbar, &LGbar, cfg.jitter);
         LGbar.kill_dead_noise(Rho1, K0, P);
         LGbar.whiten_block(Gbar, Ybar, K0, P);
       }

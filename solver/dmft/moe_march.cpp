@@ -9,6 +9,7 @@
 #include "solver/dmft/causal.hpp"
 #include "solver/dmft/moe_march.hpp"
 #include "solver/dmft/noise.hpp"
+#include "solver/dmft/population.hpp"
 
 namespace moedmft::dmft {
 
@@ -18,7 +19,8 @@ struct MoeMarch {
   const MoeLimitConstants& c;
   const Mat<double>& XXt;  // x x^T (raw)
   const Vec<double>& y;
-  int S, P, T, M, n;
+  Population pop;     // this process's samples of all cfg.samples
+  int S, P, T, M, n;  // S: the rows this process holds
 
   // residual neurons of h1
   Mat<double> U1, A1, PD1, X1, R;
@@ -41,28 +43,32 @@ struct MoeMarch {
   MoeTrace tr;
 
   MoeMarch(const MoeDmftConfig& cf, const Mat<double>& xxt, const Vec<double>& yy)
-      : cfg(cf), c(cf.k), XXt(xxt), y(yy), S(cf.samples), P(static_cast<int>(xxt.rows())), T(cf.T), M(cf.M),
+      : cfg(cf), c(cf.k), XXt(xxt), y(yy), pop(population(cf.samples, "dmft.samples")), S(pop.rows), P(static_cast<int>(xxt.rows())), T(cf.T), M(cf.M),
         n((cf.T + 1) * static_cast<int>(xxt.rows())) {}
+
+  // All samples are drawn from the stream; this process keeps its rows.
+  Mat<double> white_mine(int cols, Rng& rng, bool negate_partner) const {
+    return pop.mine(white(pop.S, cols, rng, cfg.antithetic, negate_partner));
+  }
 
   void draw(uint64_t seed) {
     Rng rng(seed);
-    const bool ant = cfg.antithetic;
     // u1(0) ~ N(0, sigma_in^2 x x^T): same field in a pair, router weights and readout negated.
     Mat<double> Lx = Eigen::LLT<Mat<double>>(XXt + 1e-12 * XXt.diagonal().maxCoeff() * Mat<double>::Identity(P, P))
                          .matrixL();
-    U1 = white(S, P, rng, ant, false) * Lx.transpose() * c.sigma_in;
-    R = white(S, M, rng, ant, true) * c.c_router;
+    U1 = white_mine(P, rng, false) * Lx.transpose() * c.sigma_in;
+    R = white_mine(M, rng, true) * c.c_router;
     Rho1.clear();
     Zeta.clear();
     Eps.clear();
     Zo.clear();
     for (int m = 0; m < M; ++m) {
-      Rho1.push_back(white(S, n, rng, ant, true));
-      Zeta.push_back(white(S, n, rng, ant, false));
-      Eps.push_back(white(S, T + 1, rng, ant, true));
-      Zo.push_back(white(S, n, rng, ant, false));
+      Rho1.push_back(white_mine(n, rng, true));
+      Zeta.push_back(white_mine(n, rng, false));
+      Eps.push_back(white_mine(T + 1, rng, true));
+      Zo.push_back(white_mine(n, rng, false));
     }
-    Z = white(S, 1, rng, ant, true).col(0) * c.c_out;
+    Z = white_mine(1, rng, true).col(0) * c.c_out;
   }
 
   void allocate() {
@@ -108,7 +114,7 @@ struct MoeMarch {
   }
 
   void run() {
-    const double invS = 1.0 / S, sq_ratio = std::sqrt(c.ratio);
+    const double sq_ratio = std::sqrt(c.ratio);
     Mat<double> a1k, d1k;
     std::vector<int> sel;
     std::vector<double> q(M), g(M), dg(M), dpsi(M);
@@ -118,7 +124,7 @@ struct MoeMarch {
       act_both(cfg.phi, U1, a1k, d1k);
       A1.middleCols(K0, P) = a1k;
       {
-        const Mat<double> Crow = (a1k.transpose() * A1.leftCols(K0 + P)) * invS;
+        const Mat<double> Crow = pop.mean(a1k.transpose() * A1.leftCols(K0 + P));
         Phi1.block(K0, 0, P, K0 + P) = Crow;
         Phi1.block(0, K0, K0 + P, P) = Crow.transpose();
         LPhi1.extend(Crow, K0, P, cfg.jitter);
@@ -128,7 +134,7 @@ struct MoeMarch {
       tr.phi1[k] = Phi1.block(K0, K0, P, P);
       // router logits and gates (an expert that never received signal keeps psi = 0 exactly:
       // its router column is independent of h1 in the limit)
-      Mat<double> psik = (R.transpose() * a1k) * invS;  // [M, P]
+      Mat<double> psik = pop.mean(R.transpose() * a1k);  // [M, P]
       for (int m = 0; m < M; ++m)
         if (!touched[m]) psik.row(m).setZero();
       Mat<double> gk = Mat<double>::Zero(M, P), qk = Mat<double>::Zero(M, P);
@@ -163,14 +169,14 @@ struct MoeMarch {
         Mat<double> u2 = c.c_expert1 * LPhi1.sample_block(Zeta[m], K0, P);
         if (k > 0) {
           // forward response of the reused W1(0): c1 sqrt(N/Ne) (g2 whitened) E[rho1 a1(k)^T]
-          const Mat<double> CA = (Rho1[m].leftCols(K0).transpose() * a1k) * invS;
+          const Mat<double> CA = pop.mean(Rho1[m].leftCols(K0).transpose() * a1k);
           u2.noalias() += (c.c_expert1 / sq_ratio) * (Y2[m].leftCols(K0) * CA);
           u2.noalias() += c.lr_expert1 * (GD2[m].leftCols(K0) * Phi1.block(K0, 0, P, K0).transpose());
         }
         act_both(cfg.phi, u2, a2k[m], d2k[m]);
-        a_ms += mean_square(a2k[m]) / M;
+        a_ms += pop.mean_square(a2k[m]) / M;
         A2[m].middleCols(K0, P) = a2k[m];
-        const Mat<double> Crow = (a2k[m].transpose() * A2[m].leftCols(K0 + P)) * invS;
+        const Mat<double> Crow = pop.mean(a2k[m].transpose() * A2[m].leftCols(K0 + P));
         Phi2[m].block(K0, 0, P, K0 + P) = Crow;
         Phi2[m].block(0, K0, K0 + P, P) = Crow.transpose();
         LPhi2[m].extend(Crow, K0, P, cfg.jitter);
@@ -181,15 +187,15 @@ struct MoeMarch {
         Mat<double> fl = Mat<double>::Zero(S, P), eff = fl;
         if (k > 0) {
           // forward response of the reused W2(0) against the readout history
-          const Mat<double> CA = (Eps[m].leftCols(k).transpose() * a2k[m]) * invS;  // [k, P]
+          const Mat<double> CA = pop.mean(Eps[m].leftCols(k).transpose() * a2k[m]);  // [k, P]
           src.noalias() += (c.c_expert2 * sq_ratio) * (Zw.leftCols(k) * CA);
           fl.noalias() = c.lr_expert2 * (Zh.leftCols(k) * fold(Phi2[m], K0, WG[m], k));
           eff.noalias() = c.lr_expert2 * (Zh.leftCols(k) * fold(Phi2[m], 0, WG[m], k));
         }
         if (k == 0) Chi0[m] = src;
         const Mat<double> o = src + fl;
-        o_ms += mean_square(o) / M;
-        chi.row(m) = (Z.transpose() * o) * invS;
+        o_ms += pop.mean_square(o) / M;
+        chi.row(m) = pop.mean(Z.transpose() * o);
         const auto gm = gk.row(m).array();
         hagg.array() += o.array().rowwise() * gm;
         t_init.array() += Chi0[m].array().rowwise() * gm;
@@ -197,20 +203,20 @@ struct MoeMarch {
         t_eff.array() += eff.array().rowwise() * gm;
         t_cross.array() += (fl - eff).array().rowwise() * gm;
       }
-      const Vec<double> f = (hagg.transpose() * Z) * invS;
+      const Vec<double> f = pop.mean(hagg.transpose() * Z);
       const Vec<double> delta = y - f;
       const Vec<double> w = (2.0 / P) * delta;
       tr.f.row(k) = f.transpose();
       tr.loss[k] = delta.squaredNorm() / P;
-      tr.agg.row(k) << std::sqrt(mean_square(hagg)), std::sqrt(mean_square(t_init)), std::sqrt(mean_square(t_prop)),
-          std::sqrt(mean_square(t_eff)), std::sqrt(mean_square(t_cross));
-      tr.rms.row(k) << std::sqrt(mean_square(a1k)), std::sqrt(a_ms), std::sqrt(o_ms);
+      tr.agg.row(k) << std::sqrt(pop.mean_square(hagg)), std::sqrt(pop.mean_square(t_init)),
+          std::sqrt(pop.mean_square(t_prop)), std::sqrt(pop.mean_square(t_eff)), std::sqrt(pop.mean_square(t_cross));
+      tr.rms.row(k) << std::sqrt(pop.mean_square(a1k)), std::sqrt(a_ms), std::sqrt(o_ms);
       for (int m = 0; m < M; ++m) WG[m].segment(K0, P) = w.cwiseProduct(gk.row(m).transpose());
 
       // ---------------- backward: readout history and its causal factor
       Zh.col(k) = Z;
       {
-        const Mat<double> Crow = (Z.transpose() * Zh.leftCols(k + 1)) * invS;  // [1, k+1]
+        const Mat<double> Crow = pop.mean(Z.transpose() * Zh.leftCols(k + 1));  // [1, k+1]
         Cz.block(k, 0, 1, k + 1) = Crow;
         Cz.block(0, k, k + 1, 1) = Crow.transpose();
         Lz.extend(Crow, k, 1, cfg.jitter);
@@ -223,7 +229,7 @@ struct MoeMarch {
       for (int m = 0; m < M; ++m) {
         Vec<double> qv = (c.c_expert2 / sq_ratio) * Lz.sample_block(Eps[m], k, 1).col(0);
         if (k > 0) {
-          const Vec<double> CB = (Zo[m].leftCols(K0).transpose() * Z) * invS;  // E[zeta_o z(k)]
+          const Vec<double> CB = pop.mean(Zo[m].leftCols(K0).transpose() * Z);  // E[zeta_o z(k)]
           qv.noalias() += (c.c_expert2 / c.ratio) * (X2[m].leftCols(K0) * CB);
           Vec<double> v(K0);
           for (int s = 0; s < k; ++s) v.segment(s * P, P) = Cz(k, s) * WG[m].segment(s * P, P);
@@ -233,7 +239,7 @@ struct MoeMarch {
         G2h[m].middleCols(K0, P) = g2;
         GD2[m].middleCols(K0, P) = g2.array().rowwise() * w.transpose().array();
         PD2[m].middleCols(K0, P) = a2k[m].array().rowwise() * w.transpose().array();
-        const Mat<double> Crow = (g2.transpose() * G2h[m].leftCols(K0 + P)) * invS;
+        const Mat<double> Crow = pop.mean(g2.transpose() * G2h[m].leftCols(K0 + P));
         G2[m].block(K0, 0, P, K0 + P) = Crow;
         G2[m].block(0, K0, K0 + P, P) = Crow.transpose();
         g2_mean += Crow.middleCols(K0, P) / M;
@@ -242,7 +248,7 @@ struct MoeMarch {
         LG2[m].whiten_block(G2h[m], Y2[m], K0, P);
         // h1 neurons: source of W1(0)^T g2, its equal-time response, updates of W1
         back.noalias() += (c.c_expert1 * sq_ratio) * LG2[m].sample_block(Rho1[m], K0, P);
-        const Mat<double> CB = (Zeta[m].leftCols(K0 + P).transpose() * g2) * invS;
+        const Mat<double> CB = pop.mean(Zeta[m].leftCols(K0 + P).transpose() * g2);
         back.noalias() += (c.c_expert1 * c.ratio) * (X1.leftCols(K0 + P) * CB);
         if (k > 0) back.noalias() += (c.lr_expert1 * c.ratio) * (PD1.leftCols(K0) * G2[m].block(K0, 0, P, K0).transpose());
       }

@@ -13,6 +13,7 @@
 #include "solver/dmft/causal.hpp"
 #include "solver/dmft/moe2_march.hpp"
 #include "solver/dmft/noise.hpp"
+#include "solver/dmft/population.hpp"
 
 namespace moedmft::dmft {
 
@@ -39,11 +40,12 @@ inline Mat<double> psd_factor(const Mat<double>& C) {
   return Mat<double>(es.eigenvectors() * d.asDiagonal());
 }
 
-// Kernel row of step k from the new block Fk [rows, P] of history H, normalised by `inv`, written
-// into K (both triangles); grown into its causal factor when L is given.
-inline void kernel_row(const Mat<double>& Fk, const Mat<double>& H, double inv, int K0, int P, Mat<double>& K,
+// Kernel row of step k from the new block Fk [rows, P] of history H, averaged over the population
+// `pop` the rows are (part of), written into K (both triangles); grown into its causal factor
+// when L is given.
+inline void kernel_row(const Mat<double>& Fk, const Mat<double>& H, const Population& pop, int K0, int P, Mat<double>& K,
                        CausalChol* L, double jitter) {
-  const Mat<double> Crow = (Fk.transpose() * H.leftCols(K0 + P)) * inv;
+  const Mat<double> Crow = pop.mean(Fk.transpose() * H.leftCols(K0 + P));
   K.block(K0, 0, P, K0 + P) = Crow;
   K.block(0, K0, K0 + P, P) = Crow.transpose();
   if (L) L->extend(Crow, K0, P, jitter);
@@ -51,9 +53,10 @@ inline void kernel_row(const Mat<double>& Fk, const Mat<double>& H, double inv, 
 
 // The Gaussian part of an init term W^T v, where the history's source through the same matrix
 // is L zeta: the regression on that source's noise plus an independent residual. Cv = <v x>
-// against the history x that L factors, V = <v v> (v has `rows` samples); zeta [S, n].
-inline Mat<double> regression_on_source(const CausalChol& L, const Mat<double>& zeta, const Mat<double>& v,
-                                        const Mat<double>& Cv, int k, int P, uint64_t seed) {
+// against the history x that L factors, V = <v v> (v has `rows` samples); zeta [S, n] holds the
+// rows of `pop` this process has.
+inline Mat<double> regression_on_source(const CausalChol& L, const Mat<double>& zeta, const Population& pop,
+                                        const Mat<double>& v, const Mat<double>& Cv, int k, int P, uint64_t seed) {
   const int n1 = k * P + P;
   Mat<double> Ct = Cv.transpose();  // [n1, P]
   for (int j = 0; j < n1; ++j)
@@ -63,7 +66,7 @@ inline Mat<double> regression_on_source(const CausalChol& L, const Mat<double>& 
     if (L.dead[j]) betaT.row(j).setZero();
   const Mat<double> V = (v.transpose() * v) / double(v.rows());
   Rng rng(mix_seed(seed, 7000 + uint64_t(k)));
-  const Mat<double> eps = white(static_cast<int>(zeta.rows()), P, rng, false, false);
+  const Mat<double> eps = pop.mine(white(pop.S, P, rng, false, false));
   return zeta.leftCols(n1) * betaT + eps * psd_factor(V - betaT.transpose() * betaT).transpose();
 }
 
@@ -111,7 +114,10 @@ struct ParticleStream {
   const StreamConstants& cs;
   const Mat<double>& XXt;
   const Vec<double>& y;
-  const int S, E, P, T, n;
+  // The neurons of h1 and hagg (S of them, this process's rows; the only populations split over
+  // ranks) and the particles (E routers; every rank holds all of them).
+  const Population pop, routers;
+  const int S, E, P, T, n;  // S: the neuron rows this process holds
   uint64_t seed = 0;
 
   // residual neurons of h1
@@ -127,20 +133,24 @@ struct ParticleStream {
   Moe2Trace tr;
 
   ParticleStream(const ParticleSolveOptions& o, const StreamConstants& k, const Mat<double>& xxt, const Vec<double>& yy)
-      : opt(o), cs(k), XXt(xxt), y(yy),
-        S(o.samples), E(o.expert_samples), P(static_cast<int>(xxt.rows())), T(o.T),
+      : opt(o), cs(k), XXt(xxt), y(yy), pop(population(o.samples, "dmft.samples")),
+        routers(whole_population(o.expert_samples)), S(pop.rows), E(o.expert_samples), P(static_cast<int>(xxt.rows())), T(o.T),
         n((o.T + 1) * static_cast<int>(xxt.rows())) {}
 
   // The initial h1 fields u1(0) ~ N(0, sigma_in^2 x x^T) and the router's backward noise.
   void draw_h1(Rng& rng) {
     const Mat<double> Lx =
         Eigen::LLT<Mat<double>>(XXt + 1e-12 * XXt.diagonal().maxCoeff() * Mat<double>::Identity(P, P)).matrixL();
-    U1 = white(S, P, rng, opt.antithetic, false) * Lx.transpose() * cs.sigma_in;
-    RhoR = white(S, n, rng, opt.antithetic, true);
+    U1 = neurons(P, rng, false) * Lx.transpose() * cs.sigma_in;
+    RhoR = neurons(n, rng, true);
   }
   void draw_hagg(Rng& rng) {
-    Zo = white(S, n, rng, opt.antithetic, false);
-    Z = white(S, 1, rng, opt.antithetic, true).col(0) * cs.c_out;
+    Zo = neurons(n, rng, false);
+    Z = neurons(1, rng, true).col(0) * cs.c_out;
+  }
+  // White noise of all S neurons from the stream, of which this process keeps its rows.
+  Mat<double> neurons(int cols, Rng& rng, bool negate_partner) const {
+    return pop.mine(white(pop.S, cols, rng, opt.antithetic, negate_partner));
   }
 
   void allocate_stream() {
@@ -156,13 +166,15 @@ struct ParticleStream {
     allocate_trace(tr, T, P);
   }
 
+  double S_all() const { return double(pop.S); }
+
   // h1 at step k: activations, kernel row, whitening; a dead pivot of L_Phi1 kills the columns of
   // every noise sampled through it (the router's and `expert_noise`).
   void h1_forward(int k, Mat<double>& a1k, Mat<double>& d1k, Mat<double>& expert_noise) {
     const int K0 = k * P;
     act_both(opt.phi, U1, a1k, d1k);
     A1.middleCols(K0, P) = a1k;
-    kernel_row(a1k, A1, 1.0 / S, K0, P, Phi1, &LPhi1, opt.jitter);
+    kernel_row(a1k, A1, pop, K0, P, Phi1, &LPhi1, opt.jitter);
     LPhi1.kill_dead_noise(ZetaR, K0, P);
     LPhi1.kill_dead_noise(expert_noise, K0, P);
     LPhi1.whiten_block(A1, X1, K0, P);
@@ -179,7 +191,7 @@ struct ParticleStream {
     Mat<double> psi = cs.c_router * LPhi1.sample_block(ZetaR, K0, P);
     if (k > 0) {
       psi.noalias() +=
-          (cs.c_router / std::sqrt(cs.nu)) * (YR.leftCols(K0) * ((RhoR.leftCols(K0).transpose() * a1k) / double(S)));
+          (cs.c_router / std::sqrt(cs.nu)) * (YR.leftCols(K0) * pop.mean_over(RhoR.leftCols(K0).transpose() * a1k, S_all()));
       psi.noalias() += cs.lr_router * (GDR.leftCols(K0) * past);
     }
     return psi;
@@ -197,7 +209,7 @@ struct ParticleStream {
   // The readout's history at step k and its causal factor; dead pivots kill `time_noise` columns.
   void readout_history(int k, Mat<double>& time_noise) {
     Zh.col(k) = Z;
-    const Mat<double> Crow = (Z.transpose() * Zh.leftCols(k + 1)) / double(S);
+    const Mat<double> Crow = pop.mean_over(Z.transpose() * Zh.leftCols(k + 1), S_all());
     Cz.block(k, 0, 1, k + 1) = Crow;
     Cz.block(0, k, k + 1, 1) = Crow.transpose();
     Lz.extend(Crow, k, 1, opt.jitter);
@@ -210,7 +222,7 @@ struct ParticleStream {
     const int K0 = k * P;
     GR.middleCols(K0, P) = gr;
     GDR.middleCols(K0, P) = gr.array().rowwise() * w.transpose().array();
-    kernel_row(gr, GR, 1.0 / E, K0, P, KGR, &LGR, opt.jitter);
+    kernel_row(gr, GR, routers, K0, P, KGR, &LGR, opt.jitter);
     LGR.kill_dead_noise(RhoR, K0, P);
     LGR.whiten_block(GR, YR, K0, P);
   }
@@ -236,7 +248,7 @@ struct ParticleStream {
 
   // f, the loss and the error weights of step k from hagg.
   Vec<double> output(int k, const Mat<double>& hagg) {
-    const Vec<double> f = (hagg.transpose() * Z) / double(S);
+    const Vec<double> f = pop.mean_over(hagg.transpose() * Z, S_all());
     const Vec<double> delta = y - f;
     tr.f.row(k) = f.transpose();
     tr.loss[k] = delta.squaredNorm() / P;

@@ -1,8 +1,12 @@
-// Which replicates of a DMFT solve this process runs (internal to solver/dmft, plus the hook the
-// MPI driver installs). By default all of them. Under MPI (experiments/mpi_replicates.cpp) rank
-// k of n solves replicates k, k + n, ..., and the packed traces are exchanged so that every rank
-// holds all R of them in replicate order. The statistics are then those of a one-process solve,
-// bit for bit: a replicate's seed depends only on its index.
+// How a DMFT solve shares its work over MPI ranks (internal to solver/dmft, plus the hook the
+// MPI driver installs). By default one process does everything. Under MPI
+// (experiments/mpi_replicates.cpp) either
+//  - replicates: rank k of n solves replicates k, k + n, ..., and the packed traces are exchanged
+//    so that every rank holds all R of them in replicate order. The statistics are then those of
+//    a one-process solve, bit for bit: a replicate's seed depends only on its index; or
+//  - samples: every rank marches every replicate, one after another, on its slice of each
+//    sample population, and the ranks add their partial averages at every step
+//    (solver/dmft/population.hpp): equal to the one-process solve to round-off.
 #pragma once
 #include <atomic>
 #include <exception>
@@ -12,18 +16,28 @@
 
 #include "models/types.hpp"
 #include "solver/dmft/memory.hpp"
+#include "solver/dmft/population.hpp"
 
 namespace moedmft::dmft {
 
+enum class RankSplit { automatic, replicates, samples };
+
 struct ReplicateSplit {
   int rank = 0, ranks = 1;
+  // automatic: samples when there are fewer replicates than ranks, else replicates.
+  RankSplit mode = RankSplit::automatic;
+  RankSum sum;  // the collective sum of the samples split
   // Collective over the ranks. blobs[r] is replicate r's packed trace on the rank that solved it
   // and empty elsewhere; share fills in every blob on every rank. `ok`: this rank's own solves
   // succeeded; the result says whether every rank's did (then nothing was exchanged).
   std::function<bool(std::vector<std::vector<double>>& blobs, bool ok)> share;
 };
+// The split a command asked for (--mpi-split); kept until the next call.
+void set_rank_split_mode(RankSplit mode);
 void set_replicate_split(ReplicateSplit split);
 const ReplicateSplit& replicate_split();
+// Whether a solve of R replicates splits its samples (never in one process).
+bool splits_samples(int R);
 // Progress of the solves (experiments/progress.hpp draws it; this library knows nothing of it):
 // called as each of this process's replicates finishes with (finished, this process's count),
 // from the OpenMP worker threads but one call at a time. A throwing callback is ignored.
@@ -111,6 +125,15 @@ std::vector<Trace> solve_replicates(int R, int threads, March march) {
   const ReplicateSplit& split = replicate_split();
   std::vector<Trace> runs(R);
   std::atomic<int> finished{0};
+  if (splits_samples(R)) {
+    // MPI is called from this thread alone (MPI_THREAD_FUNNELED): the replicates run in turn.
+    const ScopedSampleSplit scope(split.rank, split.ranks, &split.sum);
+    for (int r = 0; r < R; ++r) {
+      runs[r] = march(r);
+      report_replicate_done(finished, R);
+    }
+    return runs;
+  }
   if (split.ranks <= 1 || !split.share) {
     parallel_replicates(R, threads, [&](int r) {
       runs[r] = march(r);

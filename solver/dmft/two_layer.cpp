@@ -11,6 +11,7 @@
 #include "solver/dmft/causal.hpp"
 #include "solver/dmft/dmft.hpp"
 #include "solver/dmft/entrywise.hpp"
+#include "solver/dmft/population.hpp"
 #include "solver/dmft/replicates.hpp"
 
 namespace moedmft::dmft {
@@ -73,29 +74,29 @@ struct TwoLayerRecord {
   const DmftConfig& cfg;
   const Mat<double>& Kx;
   const Vec<double>& y;
-  int S, P;
+  Population pop;  // this process's samples of all S
+  int P;
   Trace tr;
   Mat<double> hist_a, hist_g;
 
-  TwoLayerRecord(const DmftConfig& c, const Mat<double>& kx, const Vec<double>& yy, int s)
-      : cfg(c), Kx(kx), y(yy), S(s), P(static_cast<int>(kx.rows())) {
+  TwoLayerRecord(const DmftConfig& c, const Mat<double>& kx, const Vec<double>& yy, int S)
+      : cfg(c), Kx(kx), y(yy), pop(population(S, "dmft.samples")), P(static_cast<int>(kx.rows())) {
     tr.f.resize(c.T + 1, P);
     tr.loss.resize(c.T + 1);
     tr.Phi.assign(1, std::vector<Mat<double>>(c.T + 1));
     tr.G.assign(1, std::vector<Mat<double>>(c.T + 1));
     if (c.two_time_kernels) {
-      hist_a.resize(S, static_cast<Eigen::Index>(c.T + 1) * P);
-      hist_g.resize(S, static_cast<Eigen::Index>(c.T + 1) * P);
+      hist_a.resize(pop.rows, static_cast<Eigen::Index>(c.T + 1) * P);
+      hist_g.resize(pop.rows, static_cast<Eigen::Index>(c.T + 1) * P);
     }
   }
   // A = phi(h), Gm = g = phi'(h) z [S,P], readouts z [S]: records step t, returns Delta(t).
   Vec<double> observe(int t, const Mat<double>& A, const Mat<double>& Gm, const Vec<double>& z) {
-    const double invS = 1.0 / S;
-    const Vec<double> f = (A.transpose() * z) / (cfg.gamma0 * S);
+    const Vec<double> f = pop.mean_over(A.transpose() * z, cfg.gamma0 * pop.S);
     tr.f.row(t) = f.transpose();
     tr.loss[t] = 0.5 * (y - f).squaredNorm();
-    tr.Phi[0][t] = (A.transpose() * A) * invS;
-    tr.G[0][t] = (Gm.transpose() * Gm) * invS;
+    tr.Phi[0][t] = pop.mean(A.transpose() * A);
+    tr.G[0][t] = pop.mean(Gm.transpose() * Gm);
     if (t == 0) tr.ntk0 = tr.Phi[0][0] + Kx.cwiseProduct(tr.G[0][0]);
     if (cfg.two_time_kernels) {
       hist_a.middleCols(static_cast<Eigen::Index>(t) * P, P) = A;
@@ -105,8 +106,8 @@ struct TwoLayerRecord {
   }
   Trace finish() {
     if (cfg.two_time_kernels) {
-      tr.Phi_two.push_back((hist_a.transpose() * hist_a) / S);
-      tr.G_two.push_back((hist_g.transpose() * hist_g) / S);
+      tr.Phi_two.push_back(pop.mean_over(hist_a.transpose() * hist_a, pop.S));
+      tr.G_two.push_back(pop.mean_over(hist_g.transpose() * hist_g, pop.S));
     }
     return std::move(tr);
   }
@@ -118,6 +119,8 @@ Trace march_two_layer(const DmftConfig& cfg, const Mat<double>& Kx, const Vec<do
                       Mat<double> H, Vec<double> z) {
   const double step = cfg.eta * cfg.gamma0;
   TwoLayerRecord rec(cfg, Kx, y, static_cast<int>(H.rows()));
+  H = rec.pop.mine(std::move(H));
+  z = rec.pop.mine(std::move(z));
   Mat<double> A, D, Gm;
   for (int t = 0; t <= cfg.T; ++t) {
     act_both(cfg.phi, H, A, D);
@@ -137,6 +140,8 @@ Trace march_two_layer_entrywise(const DmftConfig& cfg, const Mat<double>& x, con
   const double step = cfg.eta * cfg.gamma0, sD = std::sqrt(static_cast<double>(x.cols()));
   const Mat<double> Kx = input_kernel(x);
   TwoLayerRecord rec(cfg, Kx, y, static_cast<int>(W.rows()));
+  W = rec.pop.mine(std::move(W));
+  z = rec.pop.mine(std::move(z));
   EntrywiseRule rule(cfg);
   Mat<double> H, A, D, Gm, mW, vW, mz, vz, uW, uz;
   for (int t = 0; t <= cfg.T; ++t) {
