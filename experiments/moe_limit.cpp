@@ -97,7 +97,10 @@ void check_limit_scope(const RunConfig& run, const char* regime) {
       throw ConfigError(field + " (the regime-" + regime + " DMFT limit is derived for it; docs/" + doc + ".md)");
   };
   need(run.train.protocol == Protocol::full_batch, "train.protocol: must be \"full_batch\"");
-  need(run.optim.kind == OptimizerKind::sgd, "optim.kind: must be \"sgd\"");
+  // Regime I has the pair estimator for the entrywise optimizers (docs/dmft_moe.md section 8).
+  const bool entrywise_ok = r == "I" && (run.optim.kind == OptimizerKind::signgd || run.optim.kind == OptimizerKind::adam);
+  need(run.optim.kind == OptimizerKind::sgd || entrywise_ok,
+       r == "I" ? "optim.kind: must be \"sgd\", \"signgd\" or \"adam\"" : "optim.kind: must be \"sgd\"");
   need(run.optim.schedule.kind == ScheduleKind::constant, "optim.schedule: must be \"constant\"");
   need(run.model.loss == LossKind::mse, "model.loss: must be \"mse\"");
   need(run.shape.C == 1, "data.C: must be 1 (one output)");
@@ -123,6 +126,11 @@ void fill_moe_limit_config(const RunConfig& run, dmft::MoeDmftConfig& c) {
   c.routing = run.model.routing;
   c.gate = run.model.gate;
   c.renormalize = run.model.renormalize;
+  c.optimizer = run.optim.kind == OptimizerKind::adam     ? dmft::DmftOptimizer::adam
+                : run.optim.kind == OptimizerKind::signgd ? dmft::DmftOptimizer::signgd
+                                                          : dmft::DmftOptimizer::sgd;
+  c.beta1 = run.optim.beta1;
+  c.beta2 = run.optim.beta2;
   c.validate();
 }
 

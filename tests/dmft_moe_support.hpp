@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "solver/dmft/dmft.hpp"
+#include "solver/dmft/moe.hpp"
+#include "solver/dmft/references.hpp"
 #include "test_support.hpp"
 
 namespace moedmft::testing {
@@ -53,6 +55,34 @@ inline double gate_moment(double kaa, double kbb, double kab, double thr_a, doub
     total += w(i) * fa * inner;
   }
   return total;
+}
+
+// Regime-I config whose only learning is what a test switches on (every LR 0): frozen features.
+inline dmft::MoeDmftConfig frozen_config(int M, int T) {
+  dmft::MoeDmftConfig c;
+  c.T = T;
+  c.M = c.K = M;
+  c.samples = 2048;
+  c.replicates = 6;
+  c.seed = 11;
+  c.phi = Activation::gelu;
+  c.k.sigma_in = 0.3;
+  c.k.c_router = 1.0;  // never trained: logits stay exactly 0
+  c.k.c_expert1 = 1.2;
+  c.k.c_expert2 = 0.8;
+  c.k.c_out = 0.9;
+  c.k.gate = 1.3;
+  c.k.ratio = 0.5;
+  return c;
+}
+
+// K_hagg = sum_m g_m^2 c2^2 Phi2 with Phi2 the NNGP kernel of the experts' hidden layer
+// (Phi1 = <phi(u1) phi(u1)^T>, u1 ~ N(0, sigma_in^2 x x^T); Phi2 likewise on c1^2 Phi1).
+inline Mat<double> feature_kernel(const dmft::MoeDmftConfig& c, const Mat<double>& x) {
+  const Mat<double> Phi1 = dmft::quadrature_init_kernels(c.phi, c.k.sigma_in * c.k.sigma_in * (x * x.transpose()), 48).Phi;
+  const Mat<double> Phi2 = dmft::quadrature_init_kernels(c.phi, c.k.c_expert1 * c.k.c_expert1 * Phi1, 48).Phi;
+  const double g = c.k.gate * 0.5;  // sigmoid(0) times the gate factor
+  return c.M * g * g * c.k.c_expert2 * c.k.c_expert2 * Phi2;
 }
 
 inline double max_z(const Mat<double>& a, const Mat<double>& b, const Mat<double>& err) {

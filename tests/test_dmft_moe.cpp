@@ -17,37 +17,11 @@ using namespace moedmft::dmft;
 
 namespace {
 
+using testing::feature_kernel;
+using testing::frozen_config;
 using testing::max_z;
 using testing::Toy;
 using testing::toy_data;
-
-MoeDmftConfig frozen_config(int M, int T) {
-  MoeDmftConfig c;
-  c.T = T;
-  c.M = c.K = M;
-  c.samples = 2048;
-  c.replicates = 6;
-  c.seed = 11;
-  c.phi = Activation::gelu;
-  c.k.sigma_in = 0.3;
-  c.k.c_router = 1.0;  // never trained: logits stay exactly 0
-  c.k.c_expert1 = 1.2;
-  c.k.c_expert2 = 0.8;
-  c.k.c_out = 0.9;
-  c.k.gate = 1.3;
-  c.k.ratio = 0.5;
-  return c;
-}
-
-// K_hagg = sum_m g_m^2 c2^2 Phi2 with Phi2 the NNGP kernel of the experts' hidden layer
-// (Phi1 = <phi(u1) phi(u1)^T>, u1 ~ N(0, sigma_in^2 x x^T); Phi2 likewise on c1^2 Phi1).
-Mat<double> feature_kernel(const MoeDmftConfig& c, const Mat<double>& x) {
-  const Mat<double> Phi1 = quadrature_init_kernels(c.phi, c.k.sigma_in * c.k.sigma_in * (x * x.transpose()), 48).Phi;
-  const Mat<double> Phi2 = quadrature_init_kernels(c.phi, c.k.c_expert1 * c.k.c_expert1 * Phi1, 48).Phi;
-  const double g = c.k.gate * 0.5;  // sigmoid(0) times the gate factor
-  return c.M * g * g * c.k.c_expert2 * c.k.c_expert2 * Phi2;
-}
-
 
 }  // namespace
 
@@ -161,7 +135,7 @@ protocol = "full_batch"
   CHECK_THROWS_WITH(fill_moe_limit_config(sp, c), Catch::Contains("no regime-I DMFT limit"));
   RunConfig online = parse_run_config(base, {"train.protocol=\"online\"", "train.batch_size=2", "train.steps=2"});
   CHECK_THROWS_WITH(fill_moe_limit_config(online, c), Catch::Contains("train.protocol"));
-  RunConfig adam = parse_run_config(base, {"optim.kind=\"adam\""});
+  RunConfig adam = parse_run_config(base, {"optim.kind=\"adamw\""});  // signgd and adam: test_dmft_moe_entrywise.cpp
   CHECK_THROWS_WITH(fill_moe_limit_config(adam, c), Catch::Contains("optim.kind"));
 }
 

@@ -12,6 +12,8 @@ namespace moedmft::dmft {
 class EntrywiseRule {
  public:
   explicit EntrywiseRule(const DmftConfig& c) : kind_(c.optimizer), b1_(c.beta1), b2_(c.beta2), eps_(c.eps) {}
+  // Groups with their own epsilons pass it to direction().
+  EntrywiseRule(DmftOptimizer kind, double beta1, double beta2) : kind_(kind), b1_(beta1), b2_(beta2), eps_(0) {}
   // Call once per optimizer step, before the groups' directions.
   void begin_step() {
     ++t_;
@@ -20,6 +22,9 @@ class EntrywiseRule {
   }
   // One group: entries c, its Adam moments m, v (resized to zero on first use), direction u.
   void direction(const Mat<double>& c, Mat<double>& m, Mat<double>& v, Mat<double>& u) const {
+    direction(c, m, v, u, eps_);
+  }
+  void direction(const Mat<double>& c, Mat<double>& m, Mat<double>& v, Mat<double>& u, double eps) const {
     switch (kind_) {
       case DmftOptimizer::sgd:
         u = c;
@@ -34,7 +39,7 @@ class EntrywiseRule {
         }
         m = b1_ * m + (1.0 - b1_) * c;
         v = b2_ * v + (1.0 - b2_) * c.cwiseProduct(c);
-        u = (m.array() / c1_) / (v.array().sqrt() / r2_ + eps_);
+        u = (m.array() / c1_) / (v.array().sqrt() / r2_ + eps);
         return;
     }
   }

@@ -16,6 +16,7 @@
 
 #include "models/parameterization.hpp"
 #include "models/types.hpp"
+#include "solver/dmft/dmft.hpp"
 
 namespace moedmft::dmft {
 
@@ -29,6 +30,12 @@ struct MoeLimitConstants {
   double c_out = 0, lr_out = 0;          // N s_out sigma_out (0 with zero init), N s_out^2 eta_out
   double gate = 1;                       // gate factor x aggregation factor x residual multiplier
   double ratio = 1;                      // Ne / N
+  // SignGD and Adam (docs/dmft_moe.md section 8): each lr_* above is then the field's step per
+  // unit direction (in: s_in eta_in, router: N s_r eta_r, expert1: N s_1 eta_1, expert2:
+  // Ne s_2 eta_2, out: N s_out eta_out) and each group's epsilon is taken to the units of the
+  // march's O(1) gradient entries (the raw entry is gamma_g times it: in s_in/N, router s_r,
+  // expert1 s_1/N, expert2 s_2/N, out s_out). 0 where the table's epsilon vanishes in the limit.
+  double eps_in = 0, eps_router = 0, eps_expert1 = 0, eps_expert2 = 0, eps_out = 0;
 };
 
 // A group's effective weight s_g W (multiplier folded in): init std s_g sigma_g (0 with zero
@@ -58,11 +65,12 @@ struct LimitConstant {
 std::string apply_limit_rule(const std::string& table, const char* regime, const char* ladder,
                              std::vector<LimitConstant>& constants, bool keep_vanishing);
 
-// Constants of a resolved table at one shape (SGD LRs: the resolved group lr).
-MoeLimitConstants limit_constants(const ResolvedParam& p, const Shape& shape);
+// Constants of a resolved table at one shape: SGD's, or (entrywise) SignGD's and Adam's.
+MoeLimitConstants limit_constants(const ResolvedParam& p, const Shape& shape, bool entrywise = false);
 
 // Resolves the table at the given shape and at twice its N and Ne; throws ConfigError naming the
 // group and the power of N when a constant moves (the table has no regime-I limit, e.g. SP).
+// inputs.adam_like: the SignGD/Adam constants (the table's Adam LRs and epsilons).
 MoeLimitConstants regime1_constants(const ParamTable& table, const Shape& shape, int m_base,
                                     const ResolveInputs& inputs);
 
@@ -79,6 +87,13 @@ struct MoeDmftConfig {
   GateFn gate = GateFn::sigmoid;
   bool renormalize = false;
   MoeLimitConstants k;
+  // SignGD and Adam march the pair estimator (docs/dmft_moe.md section 8): the S x S update
+  // matrices of expert1 and expert2. pair_estimator also runs it under SGD (a cross-check of the
+  // kernel march).
+  DmftOptimizer optimizer = DmftOptimizer::sgd;
+  double beta1 = 0.9, beta2 = 0.999;
+  bool pair_estimator = false;
+  bool pairs() const { return pair_estimator || optimizer != DmftOptimizer::sgd; }
   void validate() const;     // ConfigError naming the field
 };
 

@@ -7,6 +7,7 @@
 #include "models/random.hpp"
 #include "solver/dmft/activation.hpp"
 #include "solver/dmft/causal.hpp"
+#include "solver/dmft/entrywise.hpp"
 #include "solver/dmft/moe_march.hpp"
 #include "solver/dmft/noise.hpp"
 #include "solver/dmft/population.hpp"
@@ -39,12 +40,22 @@ struct MoeMarch {
   // per-token weights w(nu, s) g_m(nu, s) over the history, per expert
   std::vector<Vec<double>> WG;
   std::vector<char> touched;
+  // Pair estimator (cfg.pairs(), section 8 of docs/dmft_moe.md): per expert the sums of update
+  // directions of expert1, M1 [hidden j, h1 neuron i], and of expert2, M2 [hagg neuron i,
+  // hidden j], with Adam's moments per pair; the per-neuron groups' moments.
+  const Mat<double>* x = nullptr;  // [P, D]
+  std::vector<Mat<double>> M1, M2, m1, v1, m2, v2;
+  Mat<double> m_in, v_in, m_router, v_router, m_out, v_out, entries, dir;
+  EntrywiseRule rule;
 
   MoeTrace tr;
 
   MoeMarch(const MoeDmftConfig& cf, const Mat<double>& xxt, const Vec<double>& yy)
-      : cfg(cf), c(cf.k), XXt(xxt), y(yy), pop(population(cf.samples, "dmft.samples")), S(pop.rows), P(static_cast<int>(xxt.rows())), T(cf.T), M(cf.M),
-        n((cf.T + 1) * static_cast<int>(xxt.rows())) {}
+      : cfg(cf), c(cf.k), XXt(xxt), y(yy), pop(population(cf.samples, "dmft.samples")), S(pop.rows),
+        P(static_cast<int>(xxt.rows())), T(cf.T), M(cf.M), n((cf.T + 1) * static_cast<int>(xxt.rows())),
+        rule(cf.optimizer, cf.beta1, cf.beta2) {
+    if (cf.pairs()) refuse_sample_split("the regime-I pair estimator (optim.kind = signgd or adam)");
+  }
 
   // All samples are drawn from the stream; this process keeps its rows.
   Mat<double> white_mine(int cols, Rng& rng, bool negate_partner) const {
@@ -92,6 +103,12 @@ struct MoeMarch {
     Lz.init(T + 1);
     WG.assign(M, Vec<double>::Zero(n));
     touched.assign(M, 0);
+    if (cfg.pairs()) {
+      M1.assign(M, Mat<double>::Zero(S, S));
+      M2 = M1;
+      m1.assign(M, Mat<double>());
+      v1 = m2 = v2 = m1;
+    }
     tr = MoeTrace{};
     tr.f.resize(T + 1, P);
     tr.loss.resize(T + 1);
@@ -114,7 +131,8 @@ struct MoeMarch {
   }
 
   void run() {
-    const double sq_ratio = std::sqrt(c.ratio);
+    const double sq_ratio = std::sqrt(c.ratio), invS = 1.0 / S;
+    const bool pairs = cfg.pairs();
     Mat<double> a1k, d1k;
     std::vector<int> sel;
     std::vector<double> q(M), g(M), dg(M), dpsi(M);
@@ -171,7 +189,8 @@ struct MoeMarch {
           // forward response of the reused W1(0): c1 sqrt(N/Ne) (g2 whitened) E[rho1 a1(k)^T]
           const Mat<double> CA = pop.mean(Rho1[m].leftCols(K0).transpose() * a1k);
           u2.noalias() += (c.c_expert1 / sq_ratio) * (Y2[m].leftCols(K0) * CA);
-          u2.noalias() += c.lr_expert1 * (GD2[m].leftCols(K0) * Phi1.block(K0, 0, P, K0).transpose());
+          if (pairs) u2.noalias() += (c.lr_expert1 * invS) * (M1[m] * a1k);
+          else u2.noalias() += c.lr_expert1 * (GD2[m].leftCols(K0) * Phi1.block(K0, 0, P, K0).transpose());
         }
         act_both(cfg.phi, u2, a2k[m], d2k[m]);
         a_ms += pop.mean_square(a2k[m]) / M;
@@ -189,8 +208,13 @@ struct MoeMarch {
           // forward response of the reused W2(0) against the readout history
           const Mat<double> CA = pop.mean(Eps[m].leftCols(k).transpose() * a2k[m]);  // [k, P]
           src.noalias() += (c.c_expert2 * sq_ratio) * (Zw.leftCols(k) * CA);
-          fl.noalias() = c.lr_expert2 * (Zh.leftCols(k) * fold(Phi2[m], K0, WG[m], k));
-          eff.noalias() = c.lr_expert2 * (Zh.leftCols(k) * fold(Phi2[m], 0, WG[m], k));
+          if (pairs) {  // learned: against a2(k); effective: against a2(0)
+            fl.noalias() = (c.lr_expert2 * invS) * (M2[m] * a2k[m]);
+            eff.noalias() = (c.lr_expert2 * invS) * (M2[m] * A2[m].leftCols(P));
+          } else {
+            fl.noalias() = c.lr_expert2 * (Zh.leftCols(k) * fold(Phi2[m], K0, WG[m], k));
+            eff.noalias() = c.lr_expert2 * (Zh.leftCols(k) * fold(Phi2[m], 0, WG[m], k));
+          }
         }
         if (k == 0) Chi0[m] = src;
         const Mat<double> o = src + fl;
@@ -231,9 +255,13 @@ struct MoeMarch {
         if (k > 0) {
           const Vec<double> CB = pop.mean(Zo[m].leftCols(K0).transpose() * Z);  // E[zeta_o z(k)]
           qv.noalias() += (c.c_expert2 / c.ratio) * (X2[m].leftCols(K0) * CB);
-          Vec<double> v(K0);
-          for (int s = 0; s < k; ++s) v.segment(s * P, P) = Cz(k, s) * WG[m].segment(s * P, P);
-          qv.noalias() += c.lr_expert2 / c.ratio * (A2[m].leftCols(K0) * v);
+          if (pairs) {
+            qv.noalias() += (c.lr_expert2 / c.ratio * invS) * (M2[m].transpose() * Z);
+          } else {
+            Vec<double> v(K0);
+            for (int s = 0; s < k; ++s) v.segment(s * P, P) = Cz(k, s) * WG[m].segment(s * P, P);
+            qv.noalias() += c.lr_expert2 / c.ratio * (A2[m].leftCols(K0) * v);
+          }
         }
         const Mat<double> g2 = d2k[m].array() * (qv * gk.row(m)).array();
         G2h[m].middleCols(K0, P) = g2;
@@ -250,7 +278,8 @@ struct MoeMarch {
         back.noalias() += (c.c_expert1 * sq_ratio) * LG2[m].sample_block(Rho1[m], K0, P);
         const Mat<double> CB = pop.mean(Zeta[m].leftCols(K0 + P).transpose() * g2);
         back.noalias() += (c.c_expert1 * c.ratio) * (X1.leftCols(K0 + P) * CB);
-        if (k > 0) back.noalias() += (c.lr_expert1 * c.ratio) * (PD1.leftCols(K0) * G2[m].block(K0, 0, P, K0).transpose());
+        if (k > 0 && pairs) back.noalias() += (c.lr_expert1 * c.ratio * invS) * (M1[m].transpose() * g2);
+        else if (k > 0) back.noalias() += (c.lr_expert1 * c.ratio) * (PD1.leftCols(K0) * G2[m].block(K0, 0, P, K0).transpose());
       }
       tr.g2[k] = g2_mean;
       Mat<double> phi2_mean = Mat<double>::Zero(P, P);
@@ -276,15 +305,53 @@ struct MoeMarch {
 
       // ---------------- updates that close step k
       const Mat<double> g1w = g1.array().rowwise() * w.transpose().array();
+      if (pairs) {
+        close_entrywise(K0, a1k, a2k, g1w, pik, hagg, w);
+        continue;
+      }
       U1.noalias() += c.lr_in * (g1w * XXt);
       R.noalias() += c.lr_router * (PD1.middleCols(K0, P) * pik.transpose());
       Z.noalias() += c.lr_out * (hagg * w);
     }
   }
+
+  // The entrywise updates of step k (section 8): every group moves by its constant times the
+  // direction u of its O(1) gradient entries; with u(c) = c these are the SGD updates above.
+  void close_entrywise(int K0, const Mat<double>& a1k, const std::vector<Mat<double>>& a2k, const Mat<double>& g1w,
+                       const Mat<double>& pik, const Mat<double>& hagg, const Vec<double>& w) {
+    rule.begin_step();
+    for (int m = 0; m < M; ++m) {
+      // expert1 c_ji = sum_mu w g2_j a1_i; expert2 c_ij = z_i sum_mu w g_m a2_j (z before its update)
+      entries.noalias() = GD2[m].middleCols(K0, P) * a1k.transpose();
+      rule.direction(entries, m1[m], v1[m], dir, c.eps_expert1);
+      M1[m] += dir;
+      const Vec<double> a2w = a2k[m] * WG[m].segment(K0, P);
+      entries.noalias() = Z * a2w.transpose();
+      rule.direction(entries, m2[m], v2[m], dir, c.eps_expert2);
+      M2[m] += dir;
+    }
+    // input layer: entries c_id = sum_mu w g1_i x_mu,d, so that the field moves by u(c) x^T
+    entries.noalias() = g1w * (*x);
+    rule.direction(entries, m_in, v_in, dir, c.eps_in);
+    U1.noalias() += c.lr_in * (dir * x->transpose());
+    entries.noalias() = PD1.middleCols(K0, P) * pik.transpose();
+    rule.direction(entries, m_router, v_router, dir, c.eps_router);
+    R.noalias() += c.lr_router * dir;
+    entries.noalias() = hagg * w;
+    rule.direction(entries, m_out, v_out, dir, c.eps_out);
+    Z.noalias() += c.lr_out * dir.col(0);
+  }
 };
 
-MoeTrace march_moe_once(const MoeDmftConfig& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed) {
-  return march_once<MoeMarch>(cfg, XXt, y, seed);
+MoeTrace march_moe_once(const MoeDmftConfig& cfg, const Mat<double>& x, const Mat<double>& XXt, const Vec<double>& y,
+                        uint64_t seed) {
+  MoeMarch mm(cfg, XXt, y);
+  mm.x = &x;
+  mm.draw(seed);
+  mm.allocate();
+  mm.run();
+  mm.tr.cz = mm.Cz;
+  return std::move(mm.tr);
 }
 
 }  // namespace moedmft::dmft

@@ -23,7 +23,8 @@ struct MoeTrace {
   }
 };
 
-// XXt = x x^T (raw inner products of the training inputs).
-MoeTrace march_moe_once(const MoeDmftConfig& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed);
+// x [P, D] the training inputs, XXt = x x^T (their raw inner products).
+MoeTrace march_moe_once(const MoeDmftConfig& cfg, const Mat<double>& x, const Mat<double>& XXt, const Vec<double>& y,
+                        uint64_t seed);
 
 }  // namespace moedmft::dmft

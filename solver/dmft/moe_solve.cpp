@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "models/random.hpp"
 #include "solver/dmft/memory.hpp"
@@ -12,9 +13,32 @@
 
 namespace moedmft::dmft {
 
-MoeLimitConstants limit_constants(const ResolvedParam& p, const Shape& s) {
+MoeLimitConstants limit_constants(const ResolvedParam& p, const Shape& s, bool entrywise) {
   const double N = s.N, Ne = s.Ne;
   MoeLimitConstants k;
+  if (entrywise) {
+    // a group's stored weight moves by eta u(raw gradient); the effective weight by s eta u
+    auto step = [&](Group g, double fan) { return fan * p[g].multiplier * p[g].lr; };
+    auto eps = [&](Group g, double gamma) { return p[g].eps / gamma; };
+    k.sigma_in = effective_std(p, Group::in);
+    k.lr_in = step(Group::in, 1.0);
+    k.eps_in = eps(Group::in, p[Group::in].multiplier / N);
+    k.c_router = N * effective_std(p, Group::router);
+    k.lr_router = step(Group::router, N);
+    k.eps_router = eps(Group::router, p[Group::router].multiplier);
+    k.c_expert1 = std::sqrt(N) * effective_std(p, Group::expert1);
+    k.lr_expert1 = step(Group::expert1, N);
+    k.eps_expert1 = eps(Group::expert1, p[Group::expert1].multiplier / N);
+    k.c_expert2 = std::sqrt(Ne) * effective_std(p, Group::expert2);
+    k.lr_expert2 = step(Group::expert2, Ne);
+    k.eps_expert2 = eps(Group::expert2, p[Group::expert2].multiplier / N);
+    k.c_out = N * effective_std(p, Group::out);
+    k.lr_out = step(Group::out, N);
+    k.eps_out = eps(Group::out, p[Group::out].multiplier);
+    k.gate = p.gate_factor * p.aggregation * p.residual_multiplier;
+    k.ratio = Ne / N;
+    return k;
+  }
   k.sigma_in = effective_std(p, Group::in);
   k.lr_in = effective_lr(p, Group::in) / N;
   k.c_router = N * effective_std(p, Group::router);
@@ -32,13 +56,30 @@ MoeLimitConstants limit_constants(const ResolvedParam& p, const Shape& s) {
 
 MoeLimitConstants regime1_constants(const ParamTable& table, const Shape& shape, int m_base,
                                     const ResolveInputs& inputs) {
-  if (inputs.adam_like)
-    throw ConfigError("dmft.optimizer: the regime-I MoE limit is derived for SGD (allowed: sgd)");
   Shape wide = shape;
   wide.N *= 2;
   wide.Ne *= 2;
-  const MoeLimitConstants a = limit_constants(resolve(table, shape, m_base, inputs), shape);
-  const MoeLimitConstants b = limit_constants(resolve(table, wide, m_base, inputs), wide);
+  const bool entrywise = inputs.adam_like;
+  MoeLimitConstants a = limit_constants(resolve(table, shape, m_base, inputs), shape, entrywise);
+  const MoeLimitConstants b = limit_constants(resolve(table, wide, m_base, inputs), wide, entrywise);
+  if (entrywise) {
+    // An epsilon that falls with N is 0 in the limit (Adam's ratio m / sqrt(v) alone); one that
+    // grows would turn Adam into SGD with LR lr/eps at large width: no entrywise limit.
+    const std::tuple<const char*, double*, double> eps[] = {
+        {"in eps", &a.eps_in, b.eps_in},          {"router eps", &a.eps_router, b.eps_router},
+        {"expert1 eps", &a.eps_expert1, b.eps_expert1}, {"expert2 eps", &a.eps_expert2, b.eps_expert2},
+        {"out eps", &a.eps_out, b.eps_out}};
+    for (const auto& [what, value, doubled] : eps) {
+      const double power = doubling_power(*value, doubled);
+      if (power == 0.0) continue;
+      if (power < 0.0) {
+        *value = 0.0;
+        continue;
+      }
+      throw ConfigError("param: '" + table.name + "' has no regime-I Adam limit: the " + what +
+                        " in gradient units scales as N^" + std::to_string(power) + " along N ~ Ne (needs N^0 or below)");
+    }
+  }
   const std::pair<const char*, std::pair<double, double>> pairs[] = {
       {"in init_std", {a.sigma_in, b.sigma_in}},       {"in lr", {a.lr_in, b.lr_in}},
       {"router init_std", {a.c_router, b.c_router}},   {"router lr", {a.lr_router, b.lr_router}},
@@ -70,6 +111,8 @@ void MoeDmftConfig::validate() const {
   need(K >= 1 && K <= M, "model.K: must be in [1, M]");
   need(routing == Routing::topk || K == M, "model.K: soft routing uses every expert, so K must equal M");
   need(k.ratio > 0.0, "model.Ne: must be > 0");
+  need(beta1 >= 0.0 && beta1 < 1.0, "optim.beta1: must lie in [0, 1)");
+  need(beta2 >= 0.0 && beta2 < 1.0, "optim.beta2: must lie in [0, 1)");
 }
 
 MoeDmftResult solve_moe_dmft(const MoeDmftConfig& cfg, const Mat<double>& x, const Vec<double>& y) {
@@ -83,14 +126,16 @@ MoeDmftResult solve_moe_dmft(const MoeDmftConfig& cfg, const Mat<double>& x, con
   {
     // [S, n] histories: 3 of h1 plus 9 per expert; [n, n] kernels and factors: 2 + 4 per expert.
     const double n = double(T + 1) * x.rows(), S = cfg.samples, M = cfg.M;
-    const double bytes = 8.0 * 1.1 * ((3 + 9 * M) * S * n + (2 + 4 * M) * n * n) * outer;
+    // the pair estimator adds per expert two S x S update sums (Adam: and their two moments each)
+    const double pair_mats = !cfg.pairs() ? 0.0 : cfg.optimizer == DmftOptimizer::adam ? 6 * M + 2 : 2 * M + 2;
+    const double bytes = 8.0 * 1.1 * ((3 + 9 * M) * S * n + (2 + 4 * M) * n * n + pair_mats * S * S) * outer;
     require_memory(bytes, "dmft.samples/train.steps/data.P",
                    std::to_string(outer) + " replicates at once, S = " + std::to_string(cfg.samples) +
                        ", M = " + std::to_string(cfg.M) + ", n = (T+1) P = " + std::to_string(int(n)));
   }
   // Replicates in parallel; each march runs its GEMMs on one thread.
   const std::vector<MoeTrace> runs = solve_replicates<MoeTrace>(
-      R, outer, [&](int r) { return march_moe_once(cfg, XXt, y, mix_seed(cfg.seed, 1000 + r)); });
+      R, outer, [&](int r) { return march_moe_once(cfg, x, XXt, y, mix_seed(cfg.seed, 1000 + r)); });
 
   MoeDmftResult out;
   auto stats = [R](auto get, Mat<double>& mean, Mat<double>* err) { replicate_stats(R, get, mean, err); };
