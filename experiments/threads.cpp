@@ -13,10 +13,14 @@ namespace moedmft {
 
 void ensure_passive_waiting(char** argv) {
   constexpr const char* marker = "MOEDMFT_WAIT_POLICY_SET";
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv(marker)) return;
+  if (std::getenv(marker)) return;
   for (const char* launcher : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "PMIX_RANK"})
     if (std::getenv(launcher)) return;  // an MPI launcher's process: not ours to replace
-  setenv("OMP_WAIT_POLICY", "passive", 1);
+  const bool wait_set = std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT");
+  const bool tunables_set = std::getenv("GLIBC_TUNABLES") != nullptr;
+  if (wait_set && tunables_set) return;
+  if (!wait_set) setenv("OMP_WAIT_POLICY", "passive", 1);
+  if (!tunables_set) setenv("GLIBC_TUNABLES", kAllocatorTunables, 1);
   setenv(marker, "1", 1);
   execv("/proc/self/exe", argv);
   // exec failed (no /proc): run on with libgomp's default policy rather than not at all.

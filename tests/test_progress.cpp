@@ -102,3 +102,13 @@ TEST_CASE("threads: --threads/-j takes N >= 1 and refuses 0 or negative naming t
   int bad_argc = 2;
   CHECK_THROWS_AS(take_threads_arg(bad_argc, bad), ConfigError);
 }
+
+TEST_CASE("the test process runs with passive waiting and the allocator settings", "[threads]") {
+  // tests/main.cpp calls ensure_passive_waiting: either the user's values or ours are in effect.
+  const char* wait = std::getenv("OMP_WAIT_POLICY");
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  REQUIRE((wait != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr));
+  REQUIRE(tunables != nullptr);
+  if (std::getenv("MOEDMFT_WAIT_POLICY_SET") && std::string(tunables).find("hugetlb") == std::string::npos)
+    WARN("GLIBC_TUNABLES was set by the caller: " << tunables);
+}
