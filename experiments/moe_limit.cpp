@@ -88,6 +88,12 @@ MoeLimitSetup read_moe_limit_config(const std::string& text, const std::vector<s
 
 namespace {
 
+dmft::DmftOptimizer limit_optimizer(const RunConfig& run) {
+  return run.optim.kind == OptimizerKind::adam     ? dmft::DmftOptimizer::adam
+         : run.optim.kind == OptimizerKind::signgd ? dmft::DmftOptimizer::signgd
+                                                   : dmft::DmftOptimizer::sgd;
+}
+
 // The checks every MoE limit shares; throws ConfigError naming the field.
 void check_limit_scope(const RunConfig& run, const char* regime) {
   const std::string r(regime);
@@ -97,10 +103,12 @@ void check_limit_scope(const RunConfig& run, const char* regime) {
       throw ConfigError(field + " (the regime-" + regime + " DMFT limit is derived for it; docs/" + doc + ".md)");
   };
   need(run.train.protocol == Protocol::full_batch, "train.protocol: must be \"full_batch\"");
-  // Regime I has the pair estimator for the entrywise optimizers (docs/dmft_moe.md section 8).
-  const bool entrywise_ok = r == "I" && (run.optim.kind == OptimizerKind::signgd || run.optim.kind == OptimizerKind::adam);
+  // Regimes I and II have the pair estimator for the entrywise optimizers (docs/dmft_moe.md and
+  // docs/dmft_moe_regime2.md, section 8).
+  const bool pairs = r != "III";
+  const bool entrywise_ok = pairs && (run.optim.kind == OptimizerKind::signgd || run.optim.kind == OptimizerKind::adam);
   need(run.optim.kind == OptimizerKind::sgd || entrywise_ok,
-       r == "I" ? "optim.kind: must be \"sgd\", \"signgd\" or \"adam\"" : "optim.kind: must be \"sgd\"");
+       pairs ? "optim.kind: must be \"sgd\", \"signgd\" or \"adam\"" : "optim.kind: must be \"sgd\"");
   need(run.optim.schedule.kind == ScheduleKind::constant, "optim.schedule: must be \"constant\"");
   need(run.model.loss == LossKind::mse, "model.loss: must be \"mse\"");
   need(run.shape.C == 1, "data.C: must be 1 (one output)");
@@ -126,9 +134,7 @@ void fill_moe_limit_config(const RunConfig& run, dmft::MoeDmftConfig& c) {
   c.routing = run.model.routing;
   c.gate = run.model.gate;
   c.renormalize = run.model.renormalize;
-  c.optimizer = run.optim.kind == OptimizerKind::adam     ? dmft::DmftOptimizer::adam
-                : run.optim.kind == OptimizerKind::signgd ? dmft::DmftOptimizer::signgd
-                                                          : dmft::DmftOptimizer::sgd;
+  c.optimizer = limit_optimizer(run);
   c.beta1 = run.optim.beta1;
   c.beta2 = run.optim.beta2;
   c.validate();
@@ -156,6 +162,9 @@ void fill_moe2_limit_config(const RunConfig& run, dmft::Moe2DmftConfig& c, bool 
   if (table.shared_experts)
     throw ConfigError("param.shared_experts: must be false (the regime-II DMFT limit is derived for independent experts)");
   c.k = dmft::regime2_constants(table, run.shape, run.model.m_base, run.resolve, c.normalised(), keep_vanishing);
+  c.optimizer = limit_optimizer(run);
+  c.beta1 = run.optim.beta1;
+  c.beta2 = run.optim.beta2;
   c.validate();
 }
 

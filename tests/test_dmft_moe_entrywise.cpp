@@ -1,13 +1,16 @@
-// The regime-I MoE limit under SignGD and Adam (docs/dmft_moe.md section 8): the pair estimator
-// against the kernel march under SGD, a closed form (readout-only SignGD on frozen features),
-// Adam's limits (beta = 0, eps -> 0 is SignGD), the constants of the built-in Adam tables, and
-// finite-width Adam and SignGD networks converging to the limit.
+// The regime-I and regime-II MoE limits under SignGD and Adam (docs/dmft_moe.md and
+// docs/dmft_moe_regime2.md, section 8): the pair estimator against the kernel march under SGD, a
+// closed form (readout-only SignGD on frozen features), Adam's limits (beta = 0, eps -> 0 is
+// SignGD), the constants of the built-in Adam tables, and finite-width Adam and SignGD networks
+// converging to the limit.
 #include <catch2/catch.hpp>
 #include <cmath>
 
 #include "experiments/moe_limit.hpp"
 #include "experiments/trainer.hpp"
 #include "solver/dmft/moe.hpp"
+#include "solver/dmft/moe2.hpp"
+#include "solver/dmft/moe3.hpp"
 #include "dmft_moe_support.hpp"
 
 using namespace moedmft;
@@ -43,6 +46,37 @@ MoeDmftConfig regime1(const std::vector<std::string>& sets) {
   MoeDmftConfig c;
   fill_moe_limit_config(parse_run_config(kRegime1, sets), c);
   c.samples = 256;
+  c.replicates = 2;
+  return c;
+}
+
+// Regime II at N = 64: M = K = N/16 experts of width Ne = 16.
+const char* kRegime2 = R"(
+seed = 1
+[data]
+P = 6
+D = 6
+hidden = 32
+[model]
+N = 64
+Ne = 16
+M = 4
+K = 4
+[param]
+table = "mssp-II-sgd"
+[optim]
+lr = 0.005
+[train]
+steps = 6
+protocol = "full_batch"
+diag_every = 0
+)";
+
+Moe2DmftConfig regime2(const std::vector<std::string>& sets) {
+  Moe2DmftConfig c;
+  fill_moe2_limit_config(parse_run_config(kRegime2, sets), c);
+  c.samples = 256;
+  c.expert_samples = 64;
   c.replicates = 2;
   return c;
 }
@@ -189,5 +223,83 @@ TEST_CASE("moe entrywise: finite Adam and SignGD networks approach the limit (1/
               << "; loss " << lim.loss[0] << " -> " << lim.loss[T]);
     CHECK(e.worst_z < 4.0);
     CHECK(lim.loss[T] < 0.7 * lim.loss[0]);
+  }
+}
+
+TEST_CASE("moe2 entrywise: the pair estimator under SGD is the kernel march", "[dmft][moe][moe2][entrywise]") {
+  RunConfig run = parse_run_config(kRegime2, {});
+  const RunData data = prepare_data(run, {});
+  for (const char* routing : {"soft", "topk"}) {
+    std::vector<std::string> sets;  // MSSP: zero readout, so every other term starts at step 1
+    if (std::string(routing) == "topk") sets.push_back("model.routing=\"topk\"");
+    if (std::string(routing) == "topk") sets.push_back("model.K=2");
+    Moe2DmftConfig c = regime2(sets);
+    const Moe2DmftResult kernel = solve_moe2_dmft(c, data.train.x, data.train.y.col(0));
+    c.pair_estimator = true;
+    const Moe2DmftResult pairs = solve_moe2_dmft(c, data.train.x, data.train.y.col(0));
+    INFO(routing << ": f gap " << rel_gap(pairs.f, kernel.f) << ", agg gap " << rel_gap(pairs.agg, kernel.agg)
+                 << ", logit gap " << rel_gap(pairs.logit_mean, kernel.logit_mean));
+    CHECK(rel_gap(pairs.f, kernel.f) < 1e-9);
+    CHECK(rel_gap(pairs.logit_mean, kernel.logit_mean) < 1e-8);
+    CHECK(rel_gap(pairs.agg.leftCols(1), kernel.agg.leftCols(1)) < 1e-9);
+    INFO("loss " << kernel.loss[0] << " -> " << kernel.loss[c.T - 1]);
+    CHECK(std::isfinite(kernel.loss[c.T - 1]));
+    if (std::string(routing) == "soft") CHECK(kernel.loss[c.T - 1] < 0.1 * kernel.loss[0]);  // it learns
+  }
+}
+
+TEST_CASE("moe2 entrywise: Adam with beta = 0 and eps -> 0 starts as SignGD; regime III refuses both",
+          "[dmft][moe][moe2][entrywise]") {
+  RunConfig run = parse_run_config(kRegime2, {});
+  const RunData data = prepare_data(run, {});
+  const Vec<double> y = data.train.y.col(0);
+  Moe2DmftConfig sign = regime2({"param.table=\"mssp-II-adam\"", "optim.kind=\"signgd\"", "optim.lr=0.002"});
+  Moe2DmftConfig adam = sign;
+  adam.optimizer = DmftOptimizer::adam;
+  adam.beta1 = adam.beta2 = 0.0;
+  for (double* e : {&adam.k.eps_in, &adam.k.eps_router, &adam.k.eps_expert1, &adam.k.eps_expert2, &adam.k.eps_out})
+    *e = 1e-300;
+  const Moe2DmftResult a = solve_moe2_dmft(adam, data.train.x, y), s = solve_moe2_dmft(sign, data.train.x, y);
+  INFO("rows 0-2 gap " << rel_gap(a.f.topRows(3), s.f.topRows(3)) << ", all rows " << rel_gap(a.f, s.f));
+  CHECK(rel_gap(a.f.topRows(3), s.f.topRows(3)) < 1e-12);
+  CHECK(rel_gap(a.f, s.f) < 0.05);
+  CHECK(s.loss[sign.T - 1] < 0.9 * s.loss[0]);
+  for (double lr : {sign.k.lr_in, sign.k.lr_router, sign.k.lr_expert1, sign.k.lr_expert2}) CHECK(lr > 0.0);
+  // regime III has no entrywise limit yet
+  Moe3DmftConfig c3;
+  CHECK_THROWS_WITH(
+      fill_moe3_limit_config(parse_run_config(kRegime2, {"param.table=\"mssp-III-adam\"", "optim.kind=\"adam\""}), c3),
+      Catch::Contains("optim.kind: must be \"sgd\""));
+}
+
+TEST_CASE("moe2 entrywise: finite Adam and SignGD networks approach the limit (1/N extrapolation)",
+          "[dmft][moe][moe2][entrywise][slow]") {
+  for (const char* kind : {"adam", "signgd"}) {
+    const std::vector<std::string> sets = {"param.table=\"mssp-II-adam\"", std::string("optim.kind=\"") + kind + "\"",
+                                           "optim.lr=0.002"};
+    RunConfig run = parse_run_config(kRegime2, sets);
+    Moe2DmftConfig c;
+    fill_moe2_limit_config(run, c);
+    c.samples = 1024;
+    c.expert_samples = 512;
+    c.replicates = 6;
+    const RunData data = prepare_data(run, {});
+    const Moe2DmftResult lim = solve_moe2_dmft(c, data.train.x, data.train.y.col(0));
+    const int seeds = 12, T = c.T;
+    auto train = [&](int N, int s) {
+      std::vector<std::string> at = sets;
+      at.insert(at.end(), {"model.N=" + std::to_string(N), "model.M=" + std::to_string(N / 16),
+                           "model.K=" + std::to_string(N / 16), "seed=" + std::to_string(100 + s)});
+      RunConfig cfg = parse_run_config(kRegime2, at);
+      MoeNetwork<double> net = build_network<double>(cfg, resolve_run_param(cfg));
+      return train_run(cfg, data, net).train_loss;
+    };
+    const testing::Extrapolation e = testing::extrapolation_vs_limit(train, 128, seeds, T, lim.loss, lim.loss_err);
+    INFO(kind << ": worst step " << e.worst_step << ": extrapolated " << e.extrapolated << " vs limit "
+              << lim.loss[e.worst_step] << " +- " << lim.loss_err[e.worst_step] << " (z = " << e.worst_z << ")");
+    WARN("regime II " << kind << ": finite-width extrapolation vs limit: worst z = " << e.worst_z << " at step "
+                      << e.worst_step << "; loss " << lim.loss[0] << " -> " << lim.loss[T]);
+    CHECK(e.worst_z < 4.0);
+    CHECK(lim.loss[T - 1] < 0.8 * lim.loss[0]);
   }
 }

@@ -58,6 +58,12 @@ struct LimitConstant {
   double* value;
   double doubled;
 };
+// An entrywise limit's epsilons (a constant each, at the shape and at the doubled ladder): one
+// that stays put is kept, one that falls with N is 0 in the limit (Adam's m / sqrt(v) alone), one
+// that grows is refused naming the group (at large width Adam would become SGD with LR lr/eps).
+void apply_eps_rule(const std::string& table, const char* regime, const char* ladder,
+                    std::vector<LimitConstant> eps);
+
 // The rule every particle regime applies: a constant that stays put is kept; one that falls with
 // a negative power of N is absent from the limit (set to 0 unless keep_vanishing) and listed in
 // the returned "what ~ N^p; ..." record; one that grows (or appears from 0) throws ConfigError

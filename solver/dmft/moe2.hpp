@@ -32,11 +32,15 @@ struct StreamConstants {
   double nu = 1.0 / 16;                 // M / N
   double kappa = 1;                     // K / M
   std::string vanishing;                // terms absent from the limit, with their power of N
+  // SignGD/Adam (regime II; docs/dmft_moe_regime2.md section 8): each lr_* is then the field's
+  // step per unit direction, and the epsilons are in the units of the march's O(1) entries.
+  double eps_in = 0, eps_router = 0, eps_out = 0;
 };
 
 // Fills the shared constants from a resolved table at one shape (normalised = softmax gates or
 // renormalisation, whose normaliser already carries the 1/M).
-void fill_stream_constants(const ResolvedParam& p, const Shape& shape, bool normalised, StreamConstants& k);
+void fill_stream_constants(const ResolvedParam& p, const Shape& shape, bool normalised, StreamConstants& k,
+                           bool entrywise = false);
 
 // The limit rule of both particle regimes (moe.hpp apply_limit_rule) on constants resolved at
 // the shape (a) and at the doubled ladder (b): the gate scale must stay put, then the shared
@@ -45,18 +49,19 @@ void apply_stream_limit_rule(const std::string& table, const char* regime, const
                              StreamConstants& a, const StreamConstants& b, const std::vector<LimitConstant>& own,
                              bool keep_vanishing);
 
-// A particle regime's constants (SGD only): `limit` (a limitN_constants function) resolved at the
-// shape and at the doubled ladder `wide`, then the limit rule on the shared constants and the
-// regime's expert1 LR and expert2 init/LR, which both regimes' constants carry.
+// A particle regime's constants: `limit` (a limitN_constants function, called with
+// entrywise = inputs.adam_like) resolved at the shape and at the doubled ladder `wide`, then the
+// limit rule on the shared constants and the regime's expert1 LR and expert2 init/LR, which both
+// regimes' constants carry. entrywise_ok: the regime has a SignGD/Adam limit.
 template <class Limit>
 auto particle_limit_constants(const ParamTable& table, const Shape& shape, const Shape& wide, int m_base,
                               const ResolveInputs& inputs, bool normalised, bool keep_vanishing, const char* regime,
-                              const char* ladder, Limit limit) {
-  if (inputs.adam_like)
+                              const char* ladder, Limit limit, bool entrywise_ok = false) {
+  if (inputs.adam_like && !entrywise_ok)
     throw ConfigError(std::string("optim.kind: the regime-") + regime +
                       " MoE limit is derived for SGD (allowed: \"sgd\")");
-  auto a = limit(resolve(table, shape, m_base, inputs), shape, normalised);
-  const auto b = limit(resolve(table, wide, m_base, inputs), wide, normalised);
+  auto a = limit(resolve(table, shape, m_base, inputs), shape, normalised, inputs.adam_like);
+  const auto b = limit(resolve(table, wide, m_base, inputs), wide, normalised, inputs.adam_like);
   apply_stream_limit_rule(table.name, regime, ladder, normalised, a, b,
                           {{"expert1 lr", &a.lr_expert1, b.lr_expert1},
                            {"expert2 init_std", &a.c_expert2, b.c_expert2},
@@ -70,10 +75,13 @@ struct Moe2LimitConstants : StreamConstants {
   double lr_expert1 = 0;                 // s_1^2 eta_1
   double c_expert2 = 0, lr_expert2 = 0;  // Gamma s_2 sigma_2 sqrt(Ne/M); Gamma^2 s_2^2 eta_2 / M^2
   int Ne = 16;                           // expert width (finite, exact)
+  double eps_expert1 = 0, eps_expert2 = 0;  // SignGD/Adam (see StreamConstants)
 };
 
-// Constants of a resolved table at one shape (normalised = softmax gates or renormalisation).
-Moe2LimitConstants limit2_constants(const ResolvedParam& p, const Shape& shape, bool normalised);
+// Constants of a resolved table at one shape (normalised = softmax gates or renormalisation;
+// entrywise: SignGD's and Adam's).
+Moe2LimitConstants limit2_constants(const ResolvedParam& p, const Shape& shape, bool normalised,
+                                    bool entrywise = false);
 
 // Resolves the table at the shape and at twice its N, M and K (Ne fixed). A constant may stay
 // fixed or vanish (negative power of N: the limit keeps 0, e.g. muP's expert2 init term, unless
@@ -95,6 +103,12 @@ struct ParticleSolveOptions {
   Routing routing = Routing::soft;
   GateFn gate = GateFn::sigmoid;
   bool renormalize = false;
+  // SignGD and Adam run the pair estimator (regime II only); pair_estimator also runs it under
+  // SGD (a cross-check of the kernel march).
+  DmftOptimizer optimizer = DmftOptimizer::sgd;
+  double beta1 = 0.9, beta2 = 0.999;
+  bool pair_estimator = false;
+  bool pairs() const { return pair_estimator || optimizer != DmftOptimizer::sgd; }
   bool normalised() const { return gate == GateFn::softmax || renormalize; }
   int selected_at(double kappa) const;  // kappa S_e: particles selected per token
   // ConfigError naming the field, for the checks both regimes share (nu = M/N, kappa = K/M).

@@ -23,6 +23,8 @@ struct Moe2Trace {
   }
 };
 
-Moe2Trace march_moe2_once(const Moe2DmftConfig& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed);
+// x [P, D] the training inputs (the pair estimator's input entries need them), XXt = x x^T.
+Moe2Trace march_moe2_once(const Moe2DmftConfig& cfg, const Mat<double>& x, const Mat<double>& XXt, const Vec<double>& y,
+                          uint64_t seed);
 
 }  // namespace moedmft::dmft

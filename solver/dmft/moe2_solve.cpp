@@ -14,7 +14,8 @@
 
 namespace moedmft::dmft {
 
-void fill_stream_constants(const ResolvedParam& p, const Shape& s, bool normalised, StreamConstants& k) {
+void fill_stream_constants(const ResolvedParam& p, const Shape& s, bool normalised, StreamConstants& k,
+                           bool entrywise) {
   const double N = s.N, M = s.M;
   k.sigma_in = effective_std(p, Group::in);
   k.lr_in = effective_lr(p, Group::in) / N;
@@ -28,6 +29,19 @@ void fill_stream_constants(const ResolvedParam& p, const Shape& s, bool normalis
   k.lr_out = N * effective_lr(p, Group::out);
   k.nu = M / N;
   k.kappa = double(s.K) / M;
+  if (entrywise) {
+    // the field's step per unit direction: s eta times the fan-in sum; eps over the raw entry's
+    // scale gamma (dL/dW = gamma c): in s_in/N, router s_r/N, out s_out
+    const auto& in = p[Group::in];
+    const auto& router = p[Group::router];
+    const auto& out = p[Group::out];
+    k.lr_in = in.multiplier * in.lr;
+    k.lr_router = N * router.multiplier * router.lr;
+    k.lr_out = N * out.multiplier * out.lr;
+    k.eps_in = in.eps * N / in.multiplier;
+    k.eps_router = router.eps * N / router.multiplier;
+    k.eps_out = out.eps / out.multiplier;
+  }
 }
 
 void apply_stream_limit_rule(const std::string& table, const char* regime, const char* ladder, bool normalised,
@@ -48,14 +62,25 @@ void apply_stream_limit_rule(const std::string& table, const char* regime, const
   a.vanishing = apply_limit_rule(table, regime, ladder, all, keep_vanishing);
 }
 
-Moe2LimitConstants limit2_constants(const ResolvedParam& p, const Shape& s, bool normalised) {
-  const double Ne = s.Ne, M = s.M;
+Moe2LimitConstants limit2_constants(const ResolvedParam& p, const Shape& s, bool normalised, bool entrywise) {
+  const double N = s.N, Ne = s.Ne, M = s.M;
   Moe2LimitConstants k;
-  fill_stream_constants(p, s, normalised, k);
+  fill_stream_constants(p, s, normalised, k, entrywise);
   k.lr_expert1 = effective_lr(p, Group::expert1);
   k.c_expert2 = k.gate * effective_std(p, Group::expert2) * std::sqrt(Ne / M);
   k.lr_expert2 = k.gate * k.gate * effective_lr(p, Group::expert2) / (M * M);
   k.Ne = s.Ne;
+  if (entrywise) {
+    // expert1: raw entry (s_1/N) c, fan-in N. expert2: hagg = (Gamma/M) sum s_2 W2 a~, raw entry
+    // (Gamma s_2 / (N M)) c, fan-in M Ne; stored so that the march's forward coefficient
+    // lr_expert2 nu Ne is Gamma s_2 eta_2 Ne (as under SGD it is lr_expert2 nu Ne).
+    const auto& e1 = p[Group::expert1];
+    const auto& e2 = p[Group::expert2];
+    k.lr_expert1 = N * e1.multiplier * e1.lr;
+    k.lr_expert2 = k.gate * e2.multiplier * e2.lr * N / M;
+    k.eps_expert1 = e1.eps * N / e1.multiplier;
+    k.eps_expert2 = e2.eps * N * M / (k.gate * e2.multiplier);
+  }
   return k;
 }
 
@@ -65,8 +90,21 @@ Moe2LimitConstants regime2_constants(const ParamTable& table, const Shape& shape
   wide.N *= 2;
   wide.M *= 2;
   wide.K *= 2;
-  return particle_limit_constants(table, shape, wide, m_base, inputs, normalised, keep_vanishing, "II",
-                                  "N ~ M ~ K with Ne fixed", limit2_constants);
+  auto limit = [](const ResolvedParam& p, const Shape& s, bool normalised, bool entrywise) {
+    return limit2_constants(p, s, normalised, entrywise);
+  };
+  Moe2LimitConstants a = particle_limit_constants(table, shape, wide, m_base, inputs, normalised, keep_vanishing,
+                                                  "II", "N ~ M ~ K with Ne fixed", limit, true);
+  if (inputs.adam_like) {
+    const Moe2LimitConstants b = limit2_constants(resolve(table, wide, m_base, inputs), wide, normalised, true);
+    apply_eps_rule(table.name, "II", "N ~ M ~ K with Ne fixed",
+                   {{"in eps", &a.eps_in, b.eps_in},
+                    {"router eps", &a.eps_router, b.eps_router},
+                    {"expert1 eps", &a.eps_expert1, b.eps_expert1},
+                    {"expert2 eps", &a.eps_expert2, b.eps_expert2},
+                    {"out eps", &a.eps_out, b.eps_out}});
+  }
+  return a;
 }
 
 std::string apply_limit_rule(const std::string& table, const char* regime, const char* ladder,
@@ -103,6 +141,8 @@ void ParticleSolveOptions::validate_common(double nu, double kappa) const {
   need(expert_samples >= 2, "dmft.expert_samples: must be >= 2");
   need(replicates >= 1, "dmft.replicates: must be >= 1");
   need(jitter >= 0.0, "dmft.jitter: must be >= 0");
+  need(beta1 >= 0.0 && beta1 < 1.0, "optim.beta1: must lie in [0, 1)");
+  need(beta2 >= 0.0 && beta2 < 1.0, "optim.beta2: must lie in [0, 1)");
   need(nu > 0.0, "model.M: M/N must be > 0");
   need(kappa > 0.0 && kappa <= 1.0, "model.K: K/M must be in (0, 1]");
   need(routing == Routing::topk || kappa == 1.0, "model.K: soft routing uses every expert, so K must equal M");
@@ -122,7 +162,10 @@ double moe2_march_bytes(const Moe2DmftConfig& cfg, int P) {
   const double n = double(cfg.T + 1) * P, S = cfg.samples, E = cfg.expert_samples, EN = E * cfg.k.Ne;
   // [S, n] x 6, [E, n] x 4, [E Ne, n] x 6 histories, [E Ne, T+1] noise, 8 kernels/factors [n, n],
   // plus the temporaries of one step (a few [rows, P] blocks and [rows, n] products).
-  const double doubles = 6 * S * n + 4 * E * n + 6 * EN * n + EN * (cfg.T + 1) + 8 * n * n + 12 * (S + EN) * P;
+  double doubles = 6 * S * n + 4 * E * n + 6 * EN * n + EN * (cfg.T + 1) + 8 * n * n + 12 * (S + EN) * P;
+  // the pair estimator: expert1 [S_e Ne, S], expert2 [S, S_e Ne], router [S_e, S] update sums
+  // (Adam: and two moments each), plus one pair-sized temporary
+  if (cfg.pairs()) doubles += (cfg.optimizer == DmftOptimizer::adam ? 3.0 : 1.0) * (2 * EN + E) * S + EN * S;
   return 8.0 * doubles * 1.1;
 }
 
@@ -139,7 +182,7 @@ Moe2DmftResult solve_moe2_dmft(const Moe2DmftConfig& cfg, const Mat<double>& x, 
                      ", n = (T+1) P = " + std::to_string((T + 1) * P));
   const Mat<double> XXt = x * x.transpose();
   const std::vector<Moe2Trace> runs = solve_replicates<Moe2Trace>(
-      R, outer, [&](int r) { return march_moe2_once(cfg, XXt, y, mix_seed(cfg.seed, 2000 + r)); });
+      R, outer, [&](int r) { return march_moe2_once(cfg, x, XXt, y, mix_seed(cfg.seed, 2000 + r)); });
 
   return collect_particle_traces(runs, T);
 }

@@ -26,7 +26,9 @@ struct Moe3LimitConstants : StreamConstants {
 };
 
 // Constants of a resolved table at one shape (normalised = softmax gates or renormalisation).
-Moe3LimitConstants limit3_constants(const ResolvedParam& p, const Shape& shape, bool normalised);
+// (entrywise is refused before: regime III has no SignGD/Adam limit yet.)
+Moe3LimitConstants limit3_constants(const ResolvedParam& p, const Shape& shape, bool normalised,
+                                    bool entrywise = false);
 
 // Resolves the table at the shape and at twice its N, Ne, M and K. A constant may stay fixed or
 // vanish (set to 0 unless keep_vanishing); a growing constant throws ConfigError naming the group

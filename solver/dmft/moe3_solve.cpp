@@ -14,7 +14,7 @@
 
 namespace moedmft::dmft {
 
-Moe3LimitConstants limit3_constants(const ResolvedParam& p, const Shape& s, bool normalised) {
+Moe3LimitConstants limit3_constants(const ResolvedParam& p, const Shape& s, bool normalised, bool) {
   const double N = s.N, Ne = s.Ne, M = s.M;
   Moe3LimitConstants k;
   fill_stream_constants(p, s, normalised, k);

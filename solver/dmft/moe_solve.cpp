@@ -3,7 +3,6 @@
 #include <omp.h>
 
 #include <cmath>
-#include <tuple>
 
 #include "models/random.hpp"
 #include "solver/dmft/memory.hpp"
@@ -54,6 +53,21 @@ MoeLimitConstants limit_constants(const ResolvedParam& p, const Shape& s, bool e
   return k;
 }
 
+void apply_eps_rule(const std::string& table, const char* regime, const char* ladder,
+                    std::vector<LimitConstant> eps) {
+  for (LimitConstant& e : eps) {
+    const double power = doubling_power(*e.value, e.doubled);
+    if (power == 0.0) continue;
+    if (power < 0.0) {
+      *e.value = 0.0;
+      continue;
+    }
+    throw ConfigError("param: '" + table + "' has no regime-" + regime + " Adam limit: the " + e.what +
+                      " in gradient units scales as N^" + std::to_string(power) + " along " + ladder +
+                      " (needs N^0 or below)");
+  }
+}
+
 MoeLimitConstants regime1_constants(const ParamTable& table, const Shape& shape, int m_base,
                                     const ResolveInputs& inputs) {
   Shape wide = shape;
@@ -62,24 +76,13 @@ MoeLimitConstants regime1_constants(const ParamTable& table, const Shape& shape,
   const bool entrywise = inputs.adam_like;
   MoeLimitConstants a = limit_constants(resolve(table, shape, m_base, inputs), shape, entrywise);
   const MoeLimitConstants b = limit_constants(resolve(table, wide, m_base, inputs), wide, entrywise);
-  if (entrywise) {
-    // An epsilon that falls with N is 0 in the limit (Adam's ratio m / sqrt(v) alone); one that
-    // grows would turn Adam into SGD with LR lr/eps at large width: no entrywise limit.
-    const std::tuple<const char*, double*, double> eps[] = {
-        {"in eps", &a.eps_in, b.eps_in},          {"router eps", &a.eps_router, b.eps_router},
-        {"expert1 eps", &a.eps_expert1, b.eps_expert1}, {"expert2 eps", &a.eps_expert2, b.eps_expert2},
-        {"out eps", &a.eps_out, b.eps_out}};
-    for (const auto& [what, value, doubled] : eps) {
-      const double power = doubling_power(*value, doubled);
-      if (power == 0.0) continue;
-      if (power < 0.0) {
-        *value = 0.0;
-        continue;
-      }
-      throw ConfigError("param: '" + table.name + "' has no regime-I Adam limit: the " + what +
-                        " in gradient units scales as N^" + std::to_string(power) + " along N ~ Ne (needs N^0 or below)");
-    }
-  }
+  if (entrywise)
+    apply_eps_rule(table.name, "I", "N ~ Ne",
+                   {{"in eps", &a.eps_in, b.eps_in},
+                    {"router eps", &a.eps_router, b.eps_router},
+                    {"expert1 eps", &a.eps_expert1, b.eps_expert1},
+                    {"expert2 eps", &a.eps_expert2, b.eps_expert2},
+                    {"out eps", &a.eps_out, b.eps_out}});
   const std::pair<const char*, std::pair<double, double>> pairs[] = {
       {"in init_std", {a.sigma_in, b.sigma_in}},       {"in lr", {a.lr_in, b.lr_in}},
       {"router init_std", {a.c_router, b.c_router}},   {"router lr", {a.lr_router, b.lr_router}},

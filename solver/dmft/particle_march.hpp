@@ -11,6 +11,7 @@
 #include "models/random.hpp"
 #include "solver/dmft/activation.hpp"
 #include "solver/dmft/causal.hpp"
+#include "solver/dmft/entrywise.hpp"
 #include "solver/dmft/moe2_march.hpp"
 #include "solver/dmft/noise.hpp"
 #include "solver/dmft/population.hpp"
@@ -131,11 +132,19 @@ struct ParticleStream {
   Vec<double> Z, Wh;
   CausalChol Lz;
   Moe2Trace tr;
+  // Pair estimator (opt.pairs(); docs/dmft_moe_regime2.md section 8): the router's sums of update
+  // directions MR [particle m, h1 neuron i] with Adam's moments, the per-neuron groups' moments,
+  // and the inputs x (the input layer's entries need them, not only x x^T).
+  const Mat<double>* x = nullptr;
+  Mat<double> MR, mR, vR, m_in, v_in, m_out, v_out, entries, dir;
+  EntrywiseRule rule;
 
   ParticleStream(const ParticleSolveOptions& o, const StreamConstants& k, const Mat<double>& xxt, const Vec<double>& yy)
       : opt(o), cs(k), XXt(xxt), y(yy), pop(population(o.samples, "dmft.samples")),
         routers(whole_population(o.expert_samples)), S(pop.rows), E(o.expert_samples), P(static_cast<int>(xxt.rows())), T(o.T),
-        n((o.T + 1) * static_cast<int>(xxt.rows())) {}
+        n((o.T + 1) * static_cast<int>(xxt.rows())), rule(o.optimizer, o.beta1, o.beta2) {
+    if (o.pairs()) refuse_sample_split("the regime-II pair estimator (optim.kind = signgd or adam)");
+  }
 
   // The initial h1 fields u1(0) ~ N(0, sigma_in^2 x x^T) and the router's backward noise.
   void draw_h1(Rng& rng) {
@@ -164,6 +173,7 @@ struct ParticleStream {
     Lz.init(T + 1);
     Wh.setZero(n);
     allocate_trace(tr, T, P);
+    if (opt.pairs()) MR.setZero(E, S);
   }
 
   double S_all() const { return double(pop.S); }
@@ -192,7 +202,8 @@ struct ParticleStream {
     if (k > 0) {
       psi.noalias() +=
           (cs.c_router / std::sqrt(cs.nu)) * (YR.leftCols(K0) * pop.mean_over(RhoR.leftCols(K0).transpose() * a1k, S_all()));
-      psi.noalias() += cs.lr_router * (GDR.leftCols(K0) * past);
+      if (opt.pairs()) psi.noalias() += (cs.lr_router / S) * (MR * a1k);
+      else psi.noalias() += cs.lr_router * (GDR.leftCols(K0) * past);
     }
     return psi;
   }
@@ -233,7 +244,8 @@ struct ParticleStream {
     Mat<double> back = (cs.c_router * std::sqrt(cs.nu)) * LGR.sample_block(RhoR, K0, P);
     back.noalias() +=
         (cs.c_router * cs.nu) * (X1.leftCols(K0 + P) * ((ZetaR.leftCols(K0 + P).transpose() * gr) / double(E)));
-    if (k > 0) back.noalias() += (cs.lr_router * cs.nu) * (PD1.leftCols(K0) * KGR.block(K0, 0, P, K0).transpose());
+    if (k > 0 && opt.pairs()) back.noalias() += (cs.lr_router * cs.nu / E) * (MR.transpose() * gr);
+    else if (k > 0) back.noalias() += (cs.lr_router * cs.nu) * (PD1.leftCols(K0) * KGR.block(K0, 0, P, K0).transpose());
     return back;
   }
 
@@ -242,6 +254,20 @@ struct ParticleStream {
                   const Mat<double>& hagg, const Vec<double>& w) {
     PD1.middleCols(k * P, P) = a1k.array().rowwise() * w.transpose().array();
     const Mat<double> g1w = d1k.cwiseProduct(back).array().rowwise() * w.transpose().array();
+    if (opt.pairs()) {
+      // entries: input c_id = sum_mu w g1_i x_mu,d (the field moves by u(c) x^T); router
+      // c_mi = sum_mu w g_r,m a1_i; readout c_i = sum_mu w hagg_i. With u(c) = c: the SGD lines below.
+      entries.noalias() = g1w * (*x);
+      rule.direction(entries, m_in, v_in, dir, cs.eps_in);
+      U1.noalias() += cs.lr_in * (dir * x->transpose());
+      entries.noalias() = GDR.middleCols(k * P, P) * a1k.transpose();
+      rule.direction(entries, mR, vR, dir, cs.eps_router);
+      MR += dir;
+      entries.noalias() = hagg * w;
+      rule.direction(entries, m_out, v_out, dir, cs.eps_out);
+      Z.noalias() += cs.lr_out * dir.col(0);
+      return;
+    }
     U1.noalias() += cs.lr_in * (g1w * XXt);
     Z.noalias() += cs.lr_out * (hagg * w);
   }
