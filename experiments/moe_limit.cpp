@@ -103,12 +103,11 @@ void check_limit_scope(const RunConfig& run, const char* regime) {
       throw ConfigError(field + " (the regime-" + regime + " DMFT limit is derived for it; docs/" + doc + ".md)");
   };
   need(run.train.protocol == Protocol::full_batch, "train.protocol: must be \"full_batch\"");
-  // Regimes I and II have the pair estimator for the entrywise optimizers (docs/dmft_moe.md and
-  // docs/dmft_moe_regime2.md, section 8).
-  const bool pairs = r != "III";
-  const bool entrywise_ok = pairs && (run.optim.kind == OptimizerKind::signgd || run.optim.kind == OptimizerKind::adam);
-  need(run.optim.kind == OptimizerKind::sgd || entrywise_ok,
-       pairs ? "optim.kind: must be \"sgd\", \"signgd\" or \"adam\"" : "optim.kind: must be \"sgd\"");
+  // Every regime has the pair estimator for the entrywise optimizers (section 8 of docs/dmft_moe.md,
+  // section 9 of docs/dmft_moe_regime2.md and _regime3.md).
+  need(run.optim.kind == OptimizerKind::sgd || run.optim.kind == OptimizerKind::signgd ||
+           run.optim.kind == OptimizerKind::adam,
+       "optim.kind: must be \"sgd\", \"signgd\" or \"adam\"");
   need(run.optim.schedule.kind == ScheduleKind::constant, "optim.schedule: must be \"constant\"");
   need(run.model.loss == LossKind::mse, "model.loss: must be \"mse\"");
   need(run.shape.C == 1, "data.C: must be 1 (one output)");
@@ -171,6 +170,9 @@ void fill_moe2_limit_config(const RunConfig& run, dmft::Moe2DmftConfig& c, bool 
 void fill_moe3_limit_config(const RunConfig& run, dmft::Moe3DmftConfig& c, bool keep_vanishing) {
   const ParamTable table = particle_options(run, "III", c);
   c.k = dmft::regime3_constants(table, run.shape, run.model.m_base, run.resolve, c.normalised(), keep_vanishing);
+  c.optimizer = limit_optimizer(run);
+  c.beta1 = run.optim.beta1;
+  c.beta2 = run.optim.beta2;
   c.validate();
 }
 

@@ -81,6 +81,14 @@ Moe2DmftConfig regime2(const std::vector<std::string>& sets) {
   return c;
 }
 
+// Regime III: N = Ne, M = K = N/16.
+RunConfig regime3_run(int N, const std::vector<std::string>& sets) {
+  std::vector<std::string> all = {"model.N=" + std::to_string(N), "model.Ne=" + std::to_string(N),
+                                  "model.M=" + std::to_string(N / 16), "model.K=" + std::to_string(N / 16)};
+  all.insert(all.end(), sets.begin(), sets.end());
+  return parse_run_config(kRegime2, all);
+}
+
 double rel_gap(const Mat<double>& a, const Mat<double>& b) {
   return (a - b).cwiseAbs().maxCoeff() / std::max(1e-300, b.cwiseAbs().maxCoeff());
 }
@@ -248,7 +256,7 @@ TEST_CASE("moe2 entrywise: the pair estimator under SGD is the kernel march", "[
   }
 }
 
-TEST_CASE("moe2 entrywise: Adam with beta = 0 and eps -> 0 starts as SignGD; regime III refuses both",
+TEST_CASE("moe2 entrywise: Adam with beta = 0 and eps -> 0 starts as SignGD; AdamW is refused",
           "[dmft][moe][moe2][entrywise]") {
   RunConfig run = parse_run_config(kRegime2, {});
   const RunData data = prepare_data(run, {});
@@ -265,11 +273,11 @@ TEST_CASE("moe2 entrywise: Adam with beta = 0 and eps -> 0 starts as SignGD; reg
   CHECK(rel_gap(a.f, s.f) < 0.05);
   CHECK(s.loss[sign.T - 1] < 0.9 * s.loss[0]);
   for (double lr : {sign.k.lr_in, sign.k.lr_router, sign.k.lr_expert1, sign.k.lr_expert2}) CHECK(lr > 0.0);
-  // regime III has no entrywise limit yet
-  Moe3DmftConfig c3;
+  // AdamW stays refused in every regime
+  Moe2DmftConfig c2;
   CHECK_THROWS_WITH(
-      fill_moe3_limit_config(parse_run_config(kRegime2, {"param.table=\"mssp-III-adam\"", "optim.kind=\"adam\""}), c3),
-      Catch::Contains("optim.kind: must be \"sgd\""));
+      fill_moe2_limit_config(parse_run_config(kRegime2, {"param.table=\"mssp-II-adam\"", "optim.kind=\"adamw\""}), c2),
+      Catch::Contains("optim.kind: must be \"sgd\", \"signgd\" or \"adam\""));
 }
 
 TEST_CASE("moe2 entrywise: finite Adam and SignGD networks approach the limit (1/N extrapolation)",
@@ -299,6 +307,63 @@ TEST_CASE("moe2 entrywise: finite Adam and SignGD networks approach the limit (1
               << lim.loss[e.worst_step] << " +- " << lim.loss_err[e.worst_step] << " (z = " << e.worst_z << ")");
     WARN("regime II " << kind << ": finite-width extrapolation vs limit: worst z = " << e.worst_z << " at step "
                       << e.worst_step << "; loss " << lim.loss[0] << " -> " << lim.loss[T]);
+    CHECK(e.worst_z < 4.0);
+    CHECK(lim.loss[T - 1] < 0.8 * lim.loss[0]);
+  }
+}
+
+TEST_CASE("moe3 entrywise: the pair estimator under SGD is the kernel march, shared and independent experts",
+          "[dmft][moe][moe3][entrywise]") {
+  // MSSP starts the experts from shared weights; muP's are independent (with its 1/N readout,
+  // since its zero-readout limit is a saddle)
+  for (const char* table : {"mssp-III-sgd", "mup-III-sgd"}) {
+    std::vector<std::string> sets = {std::string("param.table=\"") + table + "\""};
+    if (std::string(table) == "mup-III-sgd") sets.push_back("param.readout_init=\"law\"");
+    RunConfig run = regime3_run(64, sets);
+    const RunData data = prepare_data(run, {});
+    Moe3DmftConfig c;
+    fill_moe3_limit_config(run, c);
+    c.samples = 256;
+    c.expert_samples = 8;
+    c.neuron_samples = 64;
+    c.replicates = 2;
+    const Moe3DmftResult kernel = solve_moe3_dmft(c, data.train.x, data.train.y.col(0));
+    c.pair_estimator = true;
+    const Moe3DmftResult pairs = solve_moe3_dmft(c, data.train.x, data.train.y.col(0));
+    INFO(table << ": f gap " << rel_gap(pairs.f, kernel.f) << ", loss " << kernel.loss[0] << " -> "
+               << kernel.loss[c.T - 1]);
+    CHECK(rel_gap(pairs.f, kernel.f) < 1e-9);
+    CHECK(rel_gap(pairs.logit_mean, kernel.logit_mean) < 1e-8);
+    CHECK(kernel.loss[c.T - 1] < 0.9 * kernel.loss[0]);
+  }
+}
+
+TEST_CASE("moe3 entrywise: finite Adam and SignGD networks approach the limit (1/N extrapolation)",
+          "[dmft][moe][moe3][entrywise][slow]") {
+  for (const char* kind : {"adam", "signgd"}) {
+    const std::vector<std::string> sets = {"param.table=\"mssp-III-adam\"", std::string("optim.kind=\"") + kind + "\"",
+                                           "optim.lr=0.002", "data.P=8", "train.steps=8"};
+    RunConfig run = regime3_run(256, sets);
+    Moe3DmftConfig c;
+    fill_moe3_limit_config(run, c);
+    c.samples = 1024;
+    c.expert_samples = 32;
+    c.neuron_samples = 512;
+    c.replicates = 6;
+    const RunData data = prepare_data(run, {});
+    const Moe3DmftResult lim = solve_moe3_dmft(c, data.train.x, data.train.y.col(0));
+    const int seeds = 10, T = c.T;
+    auto train = [&](int N, int s) {
+      RunConfig cfg = regime3_run(N, sets);
+      cfg.seed = 100 + s;
+      MoeNetwork<double> net = build_network<double>(cfg, resolve_run_param(cfg));
+      return train_run(cfg, data, net).train_loss;
+    };
+    const testing::Extrapolation e = testing::extrapolation_vs_limit(train, 256, seeds, T, lim.loss, lim.loss_err);
+    INFO(kind << ": worst step " << e.worst_step << ": extrapolated " << e.extrapolated << " vs limit "
+              << lim.loss[e.worst_step] << " +- " << lim.loss_err[e.worst_step] << " (z = " << e.worst_z << ")");
+    WARN("regime III " << kind << ": finite-width extrapolation vs limit: worst z = " << e.worst_z << " at step "
+                       << e.worst_step << "; loss " << lim.loss[0] << " -> " << lim.loss[T - 1]);
     CHECK(e.worst_z < 4.0);
     CHECK(lim.loss[T - 1] < 0.8 * lim.loss[0]);
   }

@@ -23,10 +23,11 @@ struct Moe3LimitConstants : StreamConstants {
   double c_expert2 = 1, lr_expert2 = 0;  // sqrt(Ne) s_2 sigma_2; Gamma^2 s_2^2 eta_2 Ne / (M N)
   double rho = 1;                        // Ne / N
   bool shared = false;                   // all experts start from one set of initial weights
+  double eps_expert1 = 0, eps_expert2 = 0;  // SignGD/Adam (see StreamConstants)
 };
 
 // Constants of a resolved table at one shape (normalised = softmax gates or renormalisation).
-// (entrywise is refused before: regime III has no SignGD/Adam limit yet.)
+// (entrywise: SignGD's and Adam's constants, docs/dmft_moe_regime3.md section 9.)
 Moe3LimitConstants limit3_constants(const ResolvedParam& p, const Shape& shape, bool normalised,
                                     bool entrywise = false);
 

@@ -7,6 +7,8 @@
 
 namespace moedmft::dmft {
 
-Moe2Trace march_moe3_once(const Moe3DmftConfig& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed);
+// x [P, D] the training inputs (the pair estimator's input entries need them), XXt = x x^T.
+Moe2Trace march_moe3_once(const Moe3DmftConfig& cfg, const Mat<double>& x, const Mat<double>& XXt, const Vec<double>& y,
+                          uint64_t seed);
 
 }  // namespace moedmft::dmft

@@ -14,15 +14,25 @@
 
 namespace moedmft::dmft {
 
-Moe3LimitConstants limit3_constants(const ResolvedParam& p, const Shape& s, bool normalised, bool) {
+Moe3LimitConstants limit3_constants(const ResolvedParam& p, const Shape& s, bool normalised, bool entrywise) {
   const double N = s.N, Ne = s.Ne, M = s.M;
   Moe3LimitConstants k;
-  fill_stream_constants(p, s, normalised, k);
+  fill_stream_constants(p, s, normalised, k, entrywise);
   k.lr_expert1 = k.gate * effective_lr(p, Group::expert1) / M;
   k.c_expert2 = std::sqrt(Ne) * effective_std(p, Group::expert2);
   k.lr_expert2 = k.gate * k.gate * effective_lr(p, Group::expert2) * Ne / (M * N);
   k.rho = Ne / N;
   k.shared = p.shared_experts;
+  if (entrywise) {
+    // expert1: raw entry (Gamma s_1 / (M N)) c, fan-in N; expert2: hagg = (Gamma/M) sum s_2 W2 a~,
+    // raw entry (Gamma s_2 / (M N)) c, fan-in M Ne (the march's forward coefficient is lr_expert2)
+    const auto& e1 = p[Group::expert1];
+    const auto& e2 = p[Group::expert2];
+    k.lr_expert1 = N * e1.multiplier * e1.lr;
+    k.lr_expert2 = k.gate * e2.multiplier * e2.lr * Ne;
+    k.eps_expert1 = e1.eps * M * N / (k.gate * e1.multiplier);
+    k.eps_expert2 = e2.eps * M * N / (k.gate * e2.multiplier);
+  }
   return k;
 }
 
@@ -34,7 +44,16 @@ Moe3LimitConstants regime3_constants(const ParamTable& table, const Shape& shape
   wide.M *= 2;
   wide.K *= 2;
   Moe3LimitConstants a = particle_limit_constants(table, shape, wide, m_base, inputs, normalised, keep_vanishing,
-                                                  "III", "N ~ Ne ~ M ~ K", limit3_constants);
+                                                  "III", "N ~ Ne ~ M ~ K", limit3_constants, true);
+  if (inputs.adam_like) {
+    const Moe3LimitConstants b = limit3_constants(resolve(table, wide, m_base, inputs), wide, normalised, true);
+    apply_eps_rule(table.name, "III", "N ~ Ne ~ M ~ K",
+                   {{"in eps", &a.eps_in, b.eps_in},
+                    {"router eps", &a.eps_router, b.eps_router},
+                    {"expert1 eps", &a.eps_expert1, b.eps_expert1},
+                    {"expert2 eps", &a.eps_expert2, b.eps_expert2},
+                    {"out eps", &a.eps_out, b.eps_out}});
+  }
   if (!a.shared) {
     // Sums of M independent experts' init terms: structural, never held (docs/dmft_moe_regime3.md 3).
     const std::string structural =
@@ -61,8 +80,11 @@ double moe3_march_bytes(const Moe3DmftConfig& cfg, int P) {
   const double EN = E * Sn, src_rows = cfg.k.shared ? Sn : EN;
   // [S, n] x 7, [E, n] x 4, [E Sn, n] x 3 (+ the u2 noise), shared: [S_n, n] x 4, kernels and
   // factors [n, n] x (6 + 4 shared), plus one step's [rows, P] temporaries.
-  const double doubles = 7 * S * n + 4 * E * n + 3 * EN * n + src_rows * (n + cfg.T + 1) +
-                         (cfg.k.shared ? 4 * Sn * n + 4 * n * n : 0.0) + 6 * n * n + 14 * (S + EN) * P;
+  double doubles = 7 * S * n + 4 * E * n + 3 * EN * n + src_rows * (n + cfg.T + 1) +
+                   (cfg.k.shared ? 4 * Sn * n + 4 * n * n : 0.0) + 6 * n * n + 14 * (S + EN) * P;
+  // the pair estimator: expert1 [E S_n, S], expert2 [S, E S_n], router [S_e, S] update sums
+  // (Adam: and two moments each), plus one pair-sized temporary
+  if (cfg.pairs()) doubles += (cfg.optimizer == DmftOptimizer::adam ? 3.0 : 1.0) * (2 * EN + E) * S + EN * S;
   return 8.0 * doubles * 1.1;
 }
 
@@ -78,7 +100,7 @@ Moe3DmftResult solve_moe3_dmft(const Moe3DmftConfig& cfg, const Mat<double>& x, 
                      std::to_string(cfg.neuron_samples) + ", n = (T+1) P = " + std::to_string((T + 1) * P));
   const Mat<double> XXt = x * x.transpose();
   const std::vector<Moe2Trace> runs = solve_replicates<Moe2Trace>(
-      R, outer, [&](int r) { return march_moe3_once(cfg, XXt, y, mix_seed(cfg.seed, 3000 + r)); });
+      R, outer, [&](int r) { return march_moe3_once(cfg, x, XXt, y, mix_seed(cfg.seed, 3000 + r)); });
   return collect_particle_traces(runs, T);
 }
 

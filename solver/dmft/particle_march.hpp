@@ -143,7 +143,7 @@ struct ParticleStream {
       : opt(o), cs(k), XXt(xxt), y(yy), pop(population(o.samples, "dmft.samples")),
         routers(whole_population(o.expert_samples)), S(pop.rows), E(o.expert_samples), P(static_cast<int>(xxt.rows())), T(o.T),
         n((o.T + 1) * static_cast<int>(xxt.rows())), rule(o.optimizer, o.beta1, o.beta2) {
-    if (o.pairs()) refuse_sample_split("the regime-II pair estimator (optim.kind = signgd or adam)");
+    if (o.pairs()) refuse_sample_split("the particle pair estimator (optim.kind = signgd or adam)");
   }
 
   // The initial h1 fields u1(0) ~ N(0, sigma_in^2 x x^T) and the router's backward noise.
