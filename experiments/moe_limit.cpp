@@ -104,7 +104,7 @@ void check_limit_scope(const RunConfig& run, const char* regime) {
   };
   need(run.train.protocol == Protocol::full_batch, "train.protocol: must be \"full_batch\"");
   // Every regime has the pair estimator for the entrywise optimizers (section 8 of docs/dmft_moe.md,
-  // section 9 of docs/dmft_moe_regime2.md and _regime3.md).
+  // section 9 of docs/dmft_moe_regime2.md, section 10 of _regime3.md).
   need(run.optim.kind == OptimizerKind::sgd || run.optim.kind == OptimizerKind::signgd ||
            run.optim.kind == OptimizerKind::adam,
        "optim.kind: must be \"sgd\", \"signgd\" or \"adam\"");
