@@ -55,7 +55,7 @@ std::vector<Command> add_moe_limit_commands(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto b = std::make_shared<Args>();
-  CLI::App* lim = app.add_subcommand("dmft-moe", "regime-I/II/III DMFT limit of an MoE training config (full-batch SGD; regime I also SignGD and Adam), to HDF5");
+  CLI::App* lim = app.add_subcommand("dmft-moe", "regime-I/II/III DMFT limit of an MoE training config (full-batch SGD, SignGD or Adam), to HDF5");
   lim->add_option("--config,-c", a->config, "run TOML (as for train) plus an optional [dmft] section")->required();
   lim->add_option("--set,-s", a->sets, "override a key, e.g. --set dmft.samples=2048 (repeatable)");
   lim->add_option("--output,-o", a->output, "output HDF5 file (default: the config's output with _limit)");
