@@ -312,7 +312,7 @@ TEST_CASE("moe2 dmft: constants, tables without a regime-II limit, memory refusa
   CHECK_THROWS_WITH(fill_moe2_limit_config(regime2_run("mup-I-sgd", 256), c), Catch::Contains("regime-II"));
   CHECK_THROWS_WITH(fill_moe2_limit_config(regime2_run("mup-II-sgd", 256, {"model.gate=\"softmax\""}), c),
                     Catch::Contains("gate scale") && Catch::Contains("gate_exponent = 0"));
-  CHECK_THROWS_WITH(fill_moe2_limit_config(regime2_run("mup-II-sgd", 256, {"optim.kind=\"adam\""}), c),
+  CHECK_THROWS_WITH(fill_moe2_limit_config(regime2_run("mup-II-sgd", 256, {"optim.kind=\"adamw\""}), c),
                     Catch::Contains("optim.kind"));
   // auto picks regime II for a regime-II table; a bad regime name is refused
   const std::string doc = R"(

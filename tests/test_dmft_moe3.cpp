@@ -261,7 +261,7 @@ TEST_CASE("moe3 dmft: constants, the limit rule and refusals", "[dmft][moe][moe3
                     Catch::Contains("no regime-III DMFT limit") && Catch::Contains("expert2 init_std") &&
                         Catch::Contains("N^0.5"));
   CHECK_THROWS_WITH(fill_moe3_limit_config(regime3_run("sp", 256), c), Catch::Contains("no regime-III DMFT limit"));
-  CHECK_THROWS_WITH(fill_moe3_limit_config(regime3_run("mssp-III-adam", 256, {"optim.kind=\"adam\""}), c),
+  CHECK_THROWS_WITH(fill_moe3_limit_config(regime3_run("mssp-III-adam", 256, {"optim.kind=\"adamw\""}), c),
                     Catch::Contains("optim.kind"));
   CHECK_THROWS_WITH(fill_moe3_limit_config(regime3_run("mssp-III-sgd", 256, {"model.residual=true"}), c),
                     Catch::Contains("model.residual") && Catch::Contains("dmft_moe_regime3.md"));

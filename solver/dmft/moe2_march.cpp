@@ -69,8 +69,7 @@ struct Moe2March : ParticleStream {
   // expert2; Rho1 is the expert1 backward noise of the h1 neurons
   Mat<double> Rho1, Zeta1, At, Xt, G2h, Y2, GD2, Rho2, A20, KG2, Phit;
   CausalChol LG2, LPt;
-  // pair estimator: expert1 M1 [expert neuron, h1 neuron], expert2 M2 [hagg neuron, expert neuron]
-  Mat<double> M1, M2, m1, v1, m2, v2;
+  ExpertPairs experts;  // pair estimator: rows of M1 and columns of M2 are the expert neurons
 
   Moe2March(const Moe2DmftConfig& cf, const Mat<double>& xxt, const Vec<double>& yy)
       : ParticleStream(cf, cf.k, xxt, yy), cfg(cf), c(cf.k), Ne(cf.k.Ne), EN(cf.expert_samples * cf.k.Ne) {}
@@ -91,10 +90,7 @@ struct Moe2March : ParticleStream {
     for (Mat<double>* m : {&At, &Xt, &G2h, &Y2, &GD2}) m->setZero(EN, n);
     for (Mat<double>* m : {&KG2, &Phit}) m->setZero(n, n);
     for (CausalChol* l : {&LG2, &LPt}) l->init(n);
-    if (cfg.pairs()) {
-      M1.setZero(EN, S);
-      M2.setZero(S, EN);
-    }
+    if (cfg.pairs()) experts.allocate(EN, S);
   }
 
   // The init term W2(0)^T [ghat(k) a2(0)] of hagg: jointly Gaussian with the expert2 source of
@@ -127,7 +123,7 @@ struct Moe2March : ParticleStream {
       Mat<double> u2 = c.c_expert1 * LPhi1.sample_block(Zeta1, K0, P);
       if (k > 0) {
         u2.noalias() += (c.c_expert1 / sqnuNe) * (Y2.leftCols(K0) * pop.mean(Rho1.leftCols(K0).transpose() * a1k));
-        if (pairs) u2.noalias() += (c.lr_expert1 / S) * (M1 * a1k);
+        if (pairs) u2.noalias() += (c.lr_expert1 / S) * (experts.M1 * a1k);
         else u2.noalias() += c.lr_expert1 * (GD2.leftCols(K0) * Phi1_past);
       }
       act_both(cfg.phi, u2, a2k, d2k);
@@ -149,8 +145,8 @@ struct Moe2March : ParticleStream {
       if (k > 0) {
         src.noalias() += (c.c_expert2 * sqnuNe) * (Zw.leftCols(k) * ((Rho2.leftCols(k).transpose() * atk) * invEN));
         if (pairs) {  // learned: against a~(k); effective: against ghat(k) a2(0)
-          learned.noalias() = (c.lr_expert2 * nuNe * invEN) * (M2 * atk);
-          eff.noalias() = (c.lr_expert2 * nuNe * invEN) * (M2 * v);
+          learned.noalias() = (c.lr_expert2 * nuNe * invEN) * (experts.M2 * atk);
+          eff.noalias() = (c.lr_expert2 * nuNe * invEN) * (experts.M2 * v);
         } else {
           learned.noalias() = (c.lr_expert2 * nuNe) * (Zh.leftCols(k) * fold(Phit, K0, Wh, k, P));
           eff.noalias() = (c.lr_expert2 * nuNe) * (Zh.leftCols(k) * fold(Cv, 0, Wh, k, P));
@@ -171,7 +167,7 @@ struct Moe2March : ParticleStream {
       if (k > 0) {
         bt.noalias() += (c.c_expert2 / nuNe) * (Xt.leftCols(K0) * pop.mean(Zo.leftCols(K0).transpose() * Z));
         if (pairs) {
-          bt.noalias() += (c.lr_expert2 / S) * (M2.transpose() * Z);
+          bt.noalias() += (c.lr_expert2 / S) * (experts.M2.transpose() * Z);
         } else {
           Vec<double> cw(K0);
           for (int s = 0; s < k; ++s) cw.segment(s * P, P) = Cz(k, s) * Wh.segment(s * P, P);
@@ -198,20 +194,10 @@ struct Moe2March : ParticleStream {
       back.noalias() +=
           (c.c_expert1 * nuNe) * (X1.leftCols(K0 + P) * ((Zeta1.leftCols(K0 + P).transpose() * g2) * invEN));
       if (k > 0 && pairs)
-        back.noalias() += (c.lr_expert1 * nuNe * invEN) * (M1.transpose() * g2);
+        back.noalias() += (c.lr_expert1 * nuNe * invEN) * (experts.M1.transpose() * g2);
       else if (k > 0)
         back.noalias() += (c.lr_expert1 * nuNe) * (PD1.leftCols(K0) * KG2.block(K0, 0, P, K0).transpose());
-      if (pairs) {
-        // expert1 c_(mj)i = sum_mu w g2_mj a1_i; expert2 c_i(mj) = z_i sum_mu w a~_mj (z before its update)
-        rule.begin_step();
-        entries.noalias() = GD2.middleCols(K0, P) * a1k.transpose();
-        rule.direction(entries, m1, v1, dir, c.eps_expert1);
-        M1 += dir;
-        const Vec<double> aw = atk * w;
-        entries.noalias() = Z * aw.transpose();
-        rule.direction(entries, m2, v2, dir, c.eps_expert2);
-        M2 += dir;
-      }
+      if (pairs) experts.update(*this, GD2.middleCols(K0, P), a1k, atk, w, c.eps_expert1, c.eps_expert2);
       close_step(k, a1k, d1k, back, hagg, w);
     }
   }
@@ -219,13 +205,7 @@ struct Moe2March : ParticleStream {
 
 Moe2Trace march_moe2_once(const Moe2DmftConfig& cfg, const Mat<double>& x, const Mat<double>& XXt, const Vec<double>& y,
                           uint64_t seed) {
-  Moe2March mm(cfg, XXt, y);
-  mm.x = &x;
-  mm.draw(seed);
-  mm.allocate();
-  mm.run();
-  mm.tr.cz = mm.Cz;
-  return std::move(mm.tr);
+  return march_once<Moe2March>(cfg, x, XXt, y, seed);
 }
 
 }  // namespace moedmft::dmft

@@ -27,8 +27,7 @@ struct Moe3March : ParticleStream {
   // shared initial experts: the expert means at fixed j (the shared expert-hidden process)
   Mat<double> Abar, Xbar, Phibar, Gbar, Ybar, KGbar;
   CausalChol LPbar, LGbar;
-  // pair estimator: expert1 M1 [(expert, neuron) pair, h1 neuron], expert2 M2 [hagg neuron, pair]
-  Mat<double> M1, M2, m1, v1, m2, v2;
+  ExpertPairs experts;  // pair estimator: rows of M1 and columns of M2 are the (expert, neuron) pairs
 
   Moe3March(const Moe3DmftConfig& cf, const Mat<double>& xxt, const Vec<double>& yy)
       : ParticleStream(cf, cf.k, xxt, yy), cfg(cf), c(cf.k), Sn(cf.neuron_samples),
@@ -71,10 +70,7 @@ struct Moe3March : ParticleStream {
       for (Mat<double>* m : {&Phibar, &KGbar}) m->setZero(n, n);
       for (CausalChol* l : {&LPbar, &LGbar}) l->init(n);
     }
-    if (cfg.pairs()) {
-      M1.setZero(EN, S);
-      M2.setZero(S, EN);
-    }
+    if (cfg.pairs()) experts.allocate(EN, S);
   }
 
   // E_pairs[noise^T x field] over the first `cols` noise columns: the Stein estimate of a response.
@@ -100,7 +96,7 @@ struct Moe3March : ParticleStream {
       // ---------------- expert neurons: W1(0) source, shared response, update
       Mat<double> u2 = lift(c.c_expert1 * LPhi1.sample_block(Zeta1, K0, P));
       if (k > 0) {
-        if (use_pairs) u2.noalias() += (c.lr_expert1 / S) * (M1 * a1k);
+        if (use_pairs) u2.noalias() += (c.lr_expert1 / S) * (experts.M1 * a1k);
         else u2.noalias() += c.lr_expert1 * (GD2.leftCols(K0) * Phi1_past);
         if (shared)
           u2 += lift((c.c_expert1 / sqrho) * (Ybar.leftCols(K0) * pop.mean(Rho1.leftCols(K0).transpose() * a1k)));
@@ -129,8 +125,8 @@ struct Moe3March : ParticleStream {
       if (k > 0) {
         src.noalias() += c_resp * (Zw.leftCols(k) * stein(Rho2, k, atk));
         if (use_pairs) {  // learned: against a~(k); effective: against ghat(k) a2(0)
-          learned.noalias() = (c.lr_expert2 * invEN) * (M2 * atk);
-          eff.noalias() = (c.lr_expert2 * invEN) * (M2 * v);
+          learned.noalias() = (c.lr_expert2 * invEN) * (experts.M2 * atk);
+          eff.noalias() = (c.lr_expert2 * invEN) * (experts.M2 * v);
         } else {
           learned.noalias() = c.lr_expert2 * (Zh.leftCols(k) * fold(Phit, K0, Wh, k, P));
           eff.noalias() = c.lr_expert2 * (Zh.leftCols(k) * fold(Cv, 0, Wh, k, P));
@@ -159,7 +155,7 @@ struct Moe3March : ParticleStream {
         if (shared)
           bt += lift((c.c_expert2 / rho) * (Xbar.leftCols(K0) * pop.mean(Zo.leftCols(K0).transpose() * Z))).col(0);
         if (use_pairs) {
-          bt.noalias() += (c.lr_expert2 / (G * rho) / S) * (M2.transpose() * Z);
+          bt.noalias() += (c.lr_expert2 / (G * rho) / S) * (experts.M2.transpose() * Z);
         } else {
           Vec<double> cw(K0);
           for (int s = 0; s < k; ++s) cw.segment(s * P, P) = Cz(k, s) * Wh.segment(s * P, P);
@@ -190,20 +186,10 @@ struct Moe3March : ParticleStream {
       back.noalias() += (c.c_expert1 * G * rho) * (X1.leftCols(K0 + P) * stein(Zeta1, K0 + P, g2));
       if (shared) back.noalias() += (c.c_expert1 * G * sqrho) * LGbar.sample_block(Rho1, K0, P);
       if (k > 0 && use_pairs)
-        back.noalias() += (c.lr_expert1 * G * rho * invEN) * (M1.transpose() * g2);
+        back.noalias() += (c.lr_expert1 * G * rho * invEN) * (experts.M1.transpose() * g2);
       else if (k > 0)
         back.noalias() += (c.lr_expert1 * G * rho) * (PD1.leftCols(K0) * KG2.block(K0, 0, P, K0).transpose());
-      if (use_pairs) {
-        // expert1 c_(mj)i = sum_mu w g2_mj a1_i; expert2 c_i(mj) = z_i sum_mu w a~_mj (z before its update)
-        rule.begin_step();
-        entries.noalias() = GD2.middleCols(K0, P) * a1k.transpose();
-        rule.direction(entries, m1, v1, dir, c.eps_expert1);
-        M1 += dir;
-        const Vec<double> aw = atk * w;
-        entries.noalias() = Z * aw.transpose();
-        rule.direction(entries, m2, v2, dir, c.eps_expert2);
-        M2 += dir;
-      }
+      if (use_pairs) experts.update(*this, GD2.middleCols(K0, P), a1k, atk, w, c.eps_expert1, c.eps_expert2);
       close_step(k, a1k, d1k, back, hagg, w);
     }
   }
@@ -211,13 +197,7 @@ struct Moe3March : ParticleStream {
 
 Moe2Trace march_moe3_once(const Moe3DmftConfig& cfg, const Mat<double>& x, const Mat<double>& XXt, const Vec<double>& y,
                           uint64_t seed) {
-  Moe3March mm(cfg, XXt, y);
-  mm.x = &x;
-  mm.draw(seed);
-  mm.allocate();
-  mm.run();
-  mm.tr.cz = mm.Cz;
-  return std::move(mm.tr);
+  return march_once<Moe3March>(cfg, x, XXt, y, seed);
 }
 
 }  // namespace moedmft::dmft

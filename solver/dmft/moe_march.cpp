@@ -345,13 +345,7 @@ struct MoeMarch {
 
 MoeTrace march_moe_once(const MoeDmftConfig& cfg, const Mat<double>& x, const Mat<double>& XXt, const Vec<double>& y,
                         uint64_t seed) {
-  MoeMarch mm(cfg, XXt, y);
-  mm.x = &x;
-  mm.draw(seed);
-  mm.allocate();
-  mm.run();
-  mm.tr.cz = mm.Cz;
-  return std::move(mm.tr);
+  return march_once<MoeMarch>(cfg, x, XXt, y, seed);
 }
 
 }  // namespace moedmft::dmft

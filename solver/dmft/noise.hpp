@@ -56,10 +56,11 @@ void trajectory_stats(const std::vector<Trace>& runs, Result& out) {
 }
 
 // One replicate of a march: draw the noises from `seed`, allocate the histories, run t = 0..T;
-// the trace carries the readout kernel Cz.
+// the trace carries the readout kernel Cz. x [P, D] (the pair estimator's input entries), XXt = x x^T.
 template <class March, class Config>
-auto march_once(const Config& cfg, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed) {
+auto march_once(const Config& cfg, const Mat<double>& x, const Mat<double>& XXt, const Vec<double>& y, uint64_t seed) {
   March mm(cfg, XXt, y);
+  mm.x = &x;
   mm.draw(seed);
   mm.allocate();
   mm.run();

@@ -284,6 +284,31 @@ struct ParticleStream {
   }
 };
 
+// The expert matrices' sums of update directions in the pair estimator (both particle regimes):
+// expert1 M1 [expert neuron, h1 neuron], expert2 M2 [hagg neuron, expert neuron], with Adam's
+// moments per pair.
+struct ExpertPairs {
+  Mat<double> M1, M2, m1, v1, m2, v2;
+  void allocate(int expert_neurons, int S) {
+    M1.setZero(expert_neurons, S);
+    M2.setZero(S, expert_neurons);
+  }
+  // Step k's entries: expert1 c_(mj)i = sum_mu w g2_mj a1_i (gd2 = g2 o w), expert2
+  // c_i(mj) = z_i sum_mu w a~_mj (z before its update). Starts the rule's step: call before
+  // the stream's close_step.
+  void update(ParticleStream& s, const Mat<double>& gd2, const Mat<double>& a1k, const Mat<double>& atk,
+              const Vec<double>& w, double eps1, double eps2) {
+    s.rule.begin_step();
+    s.entries.noalias() = gd2 * a1k.transpose();
+    s.rule.direction(s.entries, m1, v1, s.dir, eps1);
+    M1 += s.dir;
+    const Vec<double> aw = atk * w;
+    s.entries.noalias() = s.Z * aw.transpose();
+    s.rule.direction(s.entries, m2, v2, s.dir, eps2);
+    M2 += s.dir;
+  }
+};
+
 // Replicate means and errors of independent traces (both particle regimes' result layout).
 Moe2DmftResult collect_particle_traces(const std::vector<Moe2Trace>& runs, int T);
 
