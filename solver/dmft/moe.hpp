@@ -63,6 +63,17 @@ struct LimitConstant {
 // that grows is refused naming the group (at large width Adam would become SGD with LR lr/eps).
 void apply_eps_rule(const std::string& table, const char* regime, const char* ladder,
                     std::vector<LimitConstant> eps);
+// The rule on the five groups' epsilons of any regime's constants (a at the shape, b doubled).
+template <class Constants>
+void apply_eps_rule(const std::string& table, const char* regime, const char* ladder, Constants& a,
+                    const Constants& b) {
+  apply_eps_rule(table, regime, ladder,
+                 {{"in eps", &a.eps_in, b.eps_in},
+                  {"router eps", &a.eps_router, b.eps_router},
+                  {"expert1 eps", &a.eps_expert1, b.eps_expert1},
+                  {"expert2 eps", &a.eps_expert2, b.eps_expert2},
+                  {"out eps", &a.eps_out, b.eps_out}});
+}
 
 // The rule every particle regime applies: a constant that stays put is kept; one that falls with
 // a negative power of N is absent from the limit (set to 0 unless keep_vanishing) and listed in

@@ -97,12 +97,7 @@ Moe2LimitConstants regime2_constants(const ParamTable& table, const Shape& shape
                                                   "II", "N ~ M ~ K with Ne fixed", limit, true);
   if (inputs.adam_like) {
     const Moe2LimitConstants b = limit2_constants(resolve(table, wide, m_base, inputs), wide, normalised, true);
-    apply_eps_rule(table.name, "II", "N ~ M ~ K with Ne fixed",
-                   {{"in eps", &a.eps_in, b.eps_in},
-                    {"router eps", &a.eps_router, b.eps_router},
-                    {"expert1 eps", &a.eps_expert1, b.eps_expert1},
-                    {"expert2 eps", &a.eps_expert2, b.eps_expert2},
-                    {"out eps", &a.eps_out, b.eps_out}});
+    apply_eps_rule(table.name, "II", "N ~ M ~ K with Ne fixed", a, b);
   }
   return a;
 }

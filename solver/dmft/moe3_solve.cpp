@@ -47,12 +47,7 @@ Moe3LimitConstants regime3_constants(const ParamTable& table, const Shape& shape
                                                   "III", "N ~ Ne ~ M ~ K", limit3_constants, true);
   if (inputs.adam_like) {
     const Moe3LimitConstants b = limit3_constants(resolve(table, wide, m_base, inputs), wide, normalised, true);
-    apply_eps_rule(table.name, "III", "N ~ Ne ~ M ~ K",
-                   {{"in eps", &a.eps_in, b.eps_in},
-                    {"router eps", &a.eps_router, b.eps_router},
-                    {"expert1 eps", &a.eps_expert1, b.eps_expert1},
-                    {"expert2 eps", &a.eps_expert2, b.eps_expert2},
-                    {"out eps", &a.eps_out, b.eps_out}});
+    apply_eps_rule(table.name, "III", "N ~ Ne ~ M ~ K", a, b);
   }
   if (!a.shared) {
     // Sums of M independent experts' init terms: structural, never held (docs/dmft_moe_regime3.md 3).

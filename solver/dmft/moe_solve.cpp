@@ -77,12 +77,7 @@ MoeLimitConstants regime1_constants(const ParamTable& table, const Shape& shape,
   MoeLimitConstants a = limit_constants(resolve(table, shape, m_base, inputs), shape, entrywise);
   const MoeLimitConstants b = limit_constants(resolve(table, wide, m_base, inputs), wide, entrywise);
   if (entrywise)
-    apply_eps_rule(table.name, "I", "N ~ Ne",
-                   {{"in eps", &a.eps_in, b.eps_in},
-                    {"router eps", &a.eps_router, b.eps_router},
-                    {"expert1 eps", &a.eps_expert1, b.eps_expert1},
-                    {"expert2 eps", &a.eps_expert2, b.eps_expert2},
-                    {"out eps", &a.eps_out, b.eps_out}});
+    apply_eps_rule(table.name, "I", "N ~ Ne", a, b);
   const std::pair<const char*, std::pair<double, double>> pairs[] = {
       {"in init_std", {a.sigma_in, b.sigma_in}},       {"in lr", {a.lr_in, b.lr_in}},
       {"router init_std", {a.c_router, b.c_router}},   {"router lr", {a.lr_router, b.lr_router}},
