@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <cmath>
+#include <sstream>
 
 #include "models/random.hpp"
 #include "solver/dmft/memory.hpp"
@@ -62,9 +63,10 @@ void apply_eps_rule(const std::string& table, const char* regime, const char* la
       *e.value = 0.0;
       continue;
     }
-    throw ConfigError("param: '" + table + "' has no regime-" + regime + " Adam limit: the " + e.what +
-                      " in gradient units scales as N^" + std::to_string(power) + " along " + ladder +
-                      " (needs N^0 or below)");
+    std::ostringstream msg;
+    msg << "param: '" << table << "' has no regime-" << regime << " Adam limit: the " << e.what
+        << " in gradient units scales as N^" << power << " along " << ladder << " (needs N^0 or below)";
+    throw ConfigError(msg.str());
   }
 }
 
