@@ -189,7 +189,10 @@ struct Moe3March : ParticleStream {
         back.noalias() += (c.lr_expert1 * G * rho * invEN) * (experts.M1.transpose() * g2);
       else if (k > 0)
         back.noalias() += (c.lr_expert1 * G * rho) * (PD1.leftCols(K0) * KG2.block(K0, 0, P, K0).transpose());
-      if (use_pairs) experts.update(*this, GD2.middleCols(K0, P), a1k, atk, w, c.eps_expert1, c.eps_expert2);
+      if (use_pairs) {  // starts the rule's step, before the stream's close_step
+        steps.begin_step();
+        experts.update(steps, GD2.middleCols(K0, P), a1k, atk * w, Z, c.eps_expert1, c.eps_expert2);
+      }
       close_step(k, a1k, d1k, back, hagg, w);
     }
   }

@@ -44,16 +44,16 @@ struct MoeMarch {
   // directions of expert1, M1 [hidden j, h1 neuron i], and of expert2, M2 [hagg neuron i,
   // hidden j], with Adam's moments per pair; the per-neuron groups' moments.
   const Mat<double>* x = nullptr;  // [P, D]
-  std::vector<Mat<double>> M1, M2, m1, v1, m2, v2;
-  Mat<double> m_in, v_in, m_router, v_router, m_out, v_out, entries, dir;
-  EntrywiseRule rule;
+  std::vector<ExpertPairs> experts;
+  Mat<double> m_router, v_router;
+  EntrywiseSteps steps;
 
   MoeTrace tr;
 
   MoeMarch(const MoeDmftConfig& cf, const Mat<double>& xxt, const Vec<double>& yy)
       : cfg(cf), c(cf.k), XXt(xxt), y(yy), pop(population(cf.samples, "dmft.samples")), S(pop.rows),
         P(static_cast<int>(xxt.rows())), T(cf.T), M(cf.M), n((cf.T + 1) * static_cast<int>(xxt.rows())),
-        rule(cf.optimizer, cf.beta1, cf.beta2) {
+        steps(cf.optimizer, cf.beta1, cf.beta2) {
     if (cf.pairs()) refuse_sample_split("the regime-I pair estimator (optim.kind = signgd or adam)");
   }
 
@@ -104,10 +104,8 @@ struct MoeMarch {
     WG.assign(M, Vec<double>::Zero(n));
     touched.assign(M, 0);
     if (cfg.pairs()) {
-      M1.assign(M, Mat<double>::Zero(S, S));
-      M2 = M1;
-      m1.assign(M, Mat<double>());
-      v1 = m2 = v2 = m1;
+      experts.assign(M, ExpertPairs{});
+      for (ExpertPairs& e : experts) e.allocate(S, S);
     }
     tr = MoeTrace{};
     tr.f.resize(T + 1, P);
@@ -189,7 +187,7 @@ struct MoeMarch {
           // forward response of the reused W1(0): c1 sqrt(N/Ne) (g2 whitened) E[rho1 a1(k)^T]
           const Mat<double> CA = pop.mean(Rho1[m].leftCols(K0).transpose() * a1k);
           u2.noalias() += (c.c_expert1 / sq_ratio) * (Y2[m].leftCols(K0) * CA);
-          if (pairs) u2.noalias() += (c.lr_expert1 * invS) * (M1[m] * a1k);
+          if (pairs) u2.noalias() += (c.lr_expert1 * invS) * (experts[m].M1 * a1k);
           else u2.noalias() += c.lr_expert1 * (GD2[m].leftCols(K0) * Phi1.block(K0, 0, P, K0).transpose());
         }
         act_both(cfg.phi, u2, a2k[m], d2k[m]);
@@ -209,8 +207,8 @@ struct MoeMarch {
           const Mat<double> CA = pop.mean(Eps[m].leftCols(k).transpose() * a2k[m]);  // [k, P]
           src.noalias() += (c.c_expert2 * sq_ratio) * (Zw.leftCols(k) * CA);
           if (pairs) {  // learned: against a2(k); effective: against a2(0)
-            fl.noalias() = (c.lr_expert2 * invS) * (M2[m] * a2k[m]);
-            eff.noalias() = (c.lr_expert2 * invS) * (M2[m] * A2[m].leftCols(P));
+            fl.noalias() = (c.lr_expert2 * invS) * (experts[m].M2 * a2k[m]);
+            eff.noalias() = (c.lr_expert2 * invS) * (experts[m].M2 * A2[m].leftCols(P));
           } else {
             fl.noalias() = c.lr_expert2 * (Zh.leftCols(k) * fold(Phi2[m], K0, WG[m], k));
             eff.noalias() = c.lr_expert2 * (Zh.leftCols(k) * fold(Phi2[m], 0, WG[m], k));
@@ -256,7 +254,7 @@ struct MoeMarch {
           const Vec<double> CB = pop.mean(Zo[m].leftCols(K0).transpose() * Z);  // E[zeta_o z(k)]
           qv.noalias() += (c.c_expert2 / c.ratio) * (X2[m].leftCols(K0) * CB);
           if (pairs) {
-            qv.noalias() += (c.lr_expert2 / c.ratio * invS) * (M2[m].transpose() * Z);
+            qv.noalias() += (c.lr_expert2 / c.ratio * invS) * (experts[m].M2.transpose() * Z);
           } else {
             Vec<double> v(K0);
             for (int s = 0; s < k; ++s) v.segment(s * P, P) = Cz(k, s) * WG[m].segment(s * P, P);
@@ -278,7 +276,7 @@ struct MoeMarch {
         back.noalias() += (c.c_expert1 * sq_ratio) * LG2[m].sample_block(Rho1[m], K0, P);
         const Mat<double> CB = pop.mean(Zeta[m].leftCols(K0 + P).transpose() * g2);
         back.noalias() += (c.c_expert1 * c.ratio) * (X1.leftCols(K0 + P) * CB);
-        if (k > 0 && pairs) back.noalias() += (c.lr_expert1 * c.ratio * invS) * (M1[m].transpose() * g2);
+        if (k > 0 && pairs) back.noalias() += (c.lr_expert1 * c.ratio * invS) * (experts[m].M1.transpose() * g2);
         else if (k > 0) back.noalias() += (c.lr_expert1 * c.ratio) * (PD1.leftCols(K0) * G2[m].block(K0, 0, P, K0).transpose());
       }
       tr.g2[k] = g2_mean;
@@ -319,27 +317,16 @@ struct MoeMarch {
   // direction u of its O(1) gradient entries; with u(c) = c these are the SGD updates above.
   void close_entrywise(int K0, const Mat<double>& a1k, const std::vector<Mat<double>>& a2k, const Mat<double>& g1w,
                        const Mat<double>& pik, const Mat<double>& hagg, const Vec<double>& w) {
-    rule.begin_step();
-    for (int m = 0; m < M; ++m) {
-      // expert1 c_ji = sum_mu w g2_j a1_i; expert2 c_ij = z_i sum_mu w g_m a2_j (z before its update)
-      entries.noalias() = GD2[m].middleCols(K0, P) * a1k.transpose();
-      rule.direction(entries, m1[m], v1[m], dir, c.eps_expert1);
-      M1[m] += dir;
-      const Vec<double> a2w = a2k[m] * WG[m].segment(K0, P);
-      entries.noalias() = Z * a2w.transpose();
-      rule.direction(entries, m2[m], v2[m], dir, c.eps_expert2);
-      M2[m] += dir;
-    }
-    // input layer: entries c_id = sum_mu w g1_i x_mu,d, so that the field moves by u(c) x^T
-    entries.noalias() = g1w * (*x);
-    rule.direction(entries, m_in, v_in, dir, c.eps_in);
-    U1.noalias() += c.lr_in * (dir * x->transpose());
-    entries.noalias() = PD1.middleCols(K0, P) * pik.transpose();
-    rule.direction(entries, m_router, v_router, dir, c.eps_router);
-    R.noalias() += c.lr_router * dir;
-    entries.noalias() = hagg * w;
-    rule.direction(entries, m_out, v_out, dir, c.eps_out);
-    Z.noalias() += c.lr_out * dir.col(0);
+    steps.begin_step();
+    for (int m = 0; m < M; ++m)  // expert2's entries weight the tokens by w g_m
+      experts[m].update(steps, GD2[m].middleCols(K0, P), a1k, a2k[m] * WG[m].segment(K0, P), Z, c.eps_expert1,
+                        c.eps_expert2);
+    steps.input(g1w, *x, c.lr_in, c.eps_in, U1);
+    // router: per neuron, c_im = sum_mu w pi_m a1_i
+    steps.entries.noalias() = PD1.middleCols(K0, P) * pik.transpose();
+    steps.rule.direction(steps.entries, m_router, v_router, steps.dir, c.eps_router);
+    R.noalias() += c.lr_router * steps.dir;
+    steps.readout(hagg, w, c.lr_out, c.eps_out, Z);
   }
 };
 

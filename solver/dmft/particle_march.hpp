@@ -136,13 +136,13 @@ struct ParticleStream {
   // directions MR [particle m, h1 neuron i] with Adam's moments, the per-neuron groups' moments,
   // and the inputs x (the input layer's entries need them, not only x x^T).
   const Mat<double>* x = nullptr;
-  Mat<double> MR, mR, vR, m_in, v_in, m_out, v_out, entries, dir;
-  EntrywiseRule rule;
+  Mat<double> MR, mR, vR;
+  EntrywiseSteps steps;
 
   ParticleStream(const ParticleSolveOptions& o, const StreamConstants& k, const Mat<double>& xxt, const Vec<double>& yy)
       : opt(o), cs(k), XXt(xxt), y(yy), pop(population(o.samples, "dmft.samples")),
         routers(whole_population(o.expert_samples)), S(pop.rows), E(o.expert_samples), P(static_cast<int>(xxt.rows())), T(o.T),
-        n((o.T + 1) * static_cast<int>(xxt.rows())), rule(o.optimizer, o.beta1, o.beta2) {
+        n((o.T + 1) * static_cast<int>(xxt.rows())), steps(o.optimizer, o.beta1, o.beta2) {
     if (o.pairs()) refuse_sample_split("the particle pair estimator (optim.kind = signgd or adam)");
   }
 
@@ -257,15 +257,10 @@ struct ParticleStream {
     if (opt.pairs()) {
       // entries: input c_id = sum_mu w g1_i x_mu,d (the field moves by u(c) x^T); router
       // c_mi = sum_mu w g_r,m a1_i; readout c_i = sum_mu w hagg_i. With u(c) = c: the SGD lines below.
-      entries.noalias() = g1w * (*x);
-      rule.direction(entries, m_in, v_in, dir, cs.eps_in);
-      U1.noalias() += cs.lr_in * (dir * x->transpose());
-      entries.noalias() = GDR.middleCols(k * P, P) * a1k.transpose();
-      rule.direction(entries, mR, vR, dir, cs.eps_router);
-      MR += dir;
-      entries.noalias() = hagg * w;
-      rule.direction(entries, m_out, v_out, dir, cs.eps_out);
-      Z.noalias() += cs.lr_out * dir.col(0);
+      steps.input(g1w, *x, cs.lr_in, cs.eps_in, U1);
+      steps.entries.noalias() = GDR.middleCols(k * P, P) * a1k.transpose();
+      steps.accumulate(MR, mR, vR, cs.eps_router);
+      steps.readout(hagg, w, cs.lr_out, cs.eps_out, Z);
       return;
     }
     U1.noalias() += cs.lr_in * (g1w * XXt);
@@ -281,31 +276,6 @@ struct ParticleStream {
     const Vec<double> w = (2.0 / P) * delta;
     Wh.segment(k * P, P) = w;
     return w;
-  }
-};
-
-// The expert matrices' sums of update directions in the pair estimator (both particle regimes):
-// expert1 M1 [expert neuron, h1 neuron], expert2 M2 [hagg neuron, expert neuron], with Adam's
-// moments per pair.
-struct ExpertPairs {
-  Mat<double> M1, M2, m1, v1, m2, v2;
-  void allocate(int expert_neurons, int S) {
-    M1.setZero(expert_neurons, S);
-    M2.setZero(S, expert_neurons);
-  }
-  // Step k's entries: expert1 c_(mj)i = sum_mu w g2_mj a1_i (gd2 = g2 o w), expert2
-  // c_i(mj) = z_i sum_mu w a~_mj (z before its update). Starts the rule's step: call before
-  // the stream's close_step.
-  void update(ParticleStream& s, const Mat<double>& gd2, const Mat<double>& a1k, const Mat<double>& atk,
-              const Vec<double>& w, double eps1, double eps2) {
-    s.rule.begin_step();
-    s.entries.noalias() = gd2 * a1k.transpose();
-    s.rule.direction(s.entries, m1, v1, s.dir, eps1);
-    M1 += s.dir;
-    const Vec<double> aw = atk * w;
-    s.entries.noalias() = s.Z * aw.transpose();
-    s.rule.direction(s.entries, m2, v2, s.dir, eps2);
-    M2 += s.dir;
   }
 };
 
