@@ -27,13 +27,12 @@ void parallel_elementwise(const Mat<T>& in, Mat<T>& out, Fn fn) {
   const Eigen::Index n = in.size();
   constexpr Eigen::Index kChunk = 1 << 14;
   const Eigen::Index chunks = (n + kChunk - 1) / kChunk;
-#pragma omp parallel for schedule(static) if (chunks > 1 && !omp_in_parallel())
-  for (Eigen::Index c = 0; c < chunks; ++c) {
+  parallel_for(chunks, true, Schedule::static_chunks, [&](long c) {
     const Eigen::Index begin = c * kChunk, len = std::min(kChunk, n - begin);
     Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> x(in.data() + begin, len);
     Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> y(out.data() + begin, len);
     fn(x, y);
-  }
+  });
 }
 
 }  // namespace
@@ -212,40 +211,46 @@ void MoeNetwork<T>::route(int l, BlockCache<T>& bc) const {
   std::vector<int>& chosen = bc.selection;
   chosen.resize(size_t(B) * K);
   FirstFailure failure;
-#pragma omp parallel if (B * M > 4096)
-  {
+  struct Scratch {
     std::vector<double> score;
     std::vector<int> sel;
     std::vector<T> q, g;
+  };
+  auto route_token = [&](Scratch& s, int t) {
+    if (failure.failed()) return;
     failure.run([&] {
-      score.resize(M);
-      q.resize(K);
-      g.resize(K);
-    });
-    // every thread reaches the worksharing loop (a skipped one would hang the others)
-#pragma omp for
-    for (int t = 0; t < B; ++t) {
-      if (failure.failed()) continue;
-      failure.run([&] {
-        const T* psi = bc.psi.row(t).data();
-        if (topk) {
-          for (int m = 0; m < M; ++m)
-            score[m] = options_.selection == Selection::biased_sigmoid
+      s.score.resize(M);
+      s.q.resize(K);
+      s.g.resize(K);
+      const T* psi = bc.psi.row(t).data();
+      if (topk) {
+        for (int m = 0; m < M; ++m)
+          s.score[m] = options_.selection == Selection::biased_sigmoid
                            ? 1.0 / (1.0 + std::exp(-double(psi[m]))) + double(router_bias(l)[m])
                            : double(psi[m]);
-          select_topk(score.data(), M, K, sel);
-        } else {
-          sel.resize(M);
-          std::iota(sel.begin(), sel.end(), 0);
-        }
-        gate_values(options_.gate, options_.renormalize, param_.gate_factor, psi, sel, q.data(), g.data());
-        for (int j = 0; j < K; ++j) {
-          bc.gate_raw(t, sel[j]) = q[j];
-          bc.gates(t, sel[j]) = g[j];
-          chosen[size_t(t) * K + j] = sel[j];
-        }
-      });
+        select_topk(s.score.data(), M, K, s.sel);
+      } else {
+        s.sel.resize(M);
+        std::iota(s.sel.begin(), s.sel.end(), 0);
+      }
+      gate_values(options_.gate, options_.renormalize, param_.gate_factor, psi, s.sel, s.q.data(), s.g.data());
+      for (int j = 0; j < K; ++j) {
+        bc.gate_raw(t, s.sel[j]) = s.q[j];
+        bc.gates(t, s.sel[j]) = s.g[j];
+        chosen[size_t(t) * K + j] = s.sel[j];
+      }
+    });
+  };
+  if (should_fork(B * M > 4096)) {
+#pragma omp parallel
+    {
+      Scratch s;  // one per thread
+#pragma omp for
+      for (int t = 0; t < B; ++t) route_token(s, t);
     }
+  } else {
+    Scratch s;
+    for (int t = 0; t < B; ++t) route_token(s, t);
   }
   failure.rethrow();
   bc.tokens.assign(M, {});
@@ -275,9 +280,8 @@ void MoeNetwork<T>::forward_block(int l, const Mat<T>& input, BlockCache<T>& bc)
   const std::vector<int> order = experts_by_load(bc.tokens);
   const bool parallel = M > 1 && double(B) * shape_.K * N * shape_.Ne > kMinParallelWork;
   FirstFailure failure;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-  for (int i = 0; i < M; ++i) {
-    if (failure.failed()) continue;
+  parallel_for(M, parallel, Schedule::dynamic_one, [&](long i) {
+    if (failure.failed()) return;
     failure.run([&] {
       const int m = order[i];
       const auto& tok = bc.tokens[m];
@@ -292,21 +296,20 @@ void MoeNetwork<T>::forward_block(int l, const Mat<T>& input, BlockCache<T>& bc)
       apply_activation(options_.activation, bc.pre[m], bc.act[m]);
       bc.out[m].noalias() = s2 * (bc.act[m] * w_expert2(l, m));
     });
-  }
+  });
   failure.rethrow();
   // Combine per token (each output row is owned by one thread): sum over its K choices.
   bc.aggregated.resize(B, N);
   const T agg = T(param_.aggregation);
   const int K = shape_.K;
-#pragma omp parallel for schedule(static) if (B * N > 65536)
-  for (int t = 0; t < B; ++t) {
+  parallel_for(B, B * N > 65536, Schedule::static_chunks, [&](long t) {
     auto row = bc.aggregated.row(t);
     row.setZero();
     for (int j = 0; j < K; ++j) {
       const int m = bc.selection[size_t(t) * K + j];
       row += (agg * bc.gates(t, m)) * bc.out[m].row(bc.slot[size_t(t) * K + j]);
     }
-  }
+  });
   const T r = T(param_.residual_multiplier);
   if (options_.residual)
     bc.output = input + r * bc.aggregated;
@@ -397,9 +400,8 @@ void MoeNetwork<T>::backward_block(int l, const BlockCache<T>& bc, const Mat<T>&
   const std::vector<int> order = experts_by_load(bc.tokens);
   const bool parallel = M > 1 && double(B) * K * N * Ne > kMinParallelWork;
   FirstFailure failure;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-  for (int e = 0; e < M; ++e) {
-    if (failure.failed()) continue;
+  parallel_for(M, parallel, Schedule::dynamic_one, [&](long e) {
+    if (failure.failed()) return;
     failure.run([&] {
       const int m = order[e];
       const auto& tok = bc.tokens[m];
@@ -423,12 +425,11 @@ void MoeNetwork<T>::backward_block(int l, const BlockCache<T>& bc, const Mat<T>&
       MatMap<T>(g1 + m * per, N, Ne).noalias() = s1 * (expert_input.transpose() * d_pre);
       d_expert_in[m].noalias() = s1 * (d_pre * w_expert1(l, m).transpose());
     });
-  }
+  });
   failure.rethrow();
 
   d_in.resize(B, N);
-#pragma omp parallel for schedule(static) if (B * N > 65536)
-  for (int t = 0; t < B; ++t) {
+  parallel_for(B, B * N > 65536, Schedule::static_chunks, [&](long t) {
     auto row = d_in.row(t);
     if (options_.residual)
       row = d_out.row(t);
@@ -438,7 +439,7 @@ void MoeNetwork<T>::backward_block(int l, const BlockCache<T>& bc, const Mat<T>&
       const int m = bc.selection[size_t(t) * K + j];
       row += d_expert_in[m].row(bc.slot[size_t(t) * K + j]);
     }
-  }
+  });
 
   // Gate Jacobian, per token over its selected experts (the selection itself has no gradient).
   Mat<T> d_psi = Mat<T>::Zero(B, M);

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "models/parallel.hpp"
+
 namespace moedmft {
 
 namespace {
@@ -21,14 +23,25 @@ const char* to_string(ScheduleKind k) { return choice_name(k, kSchedules); }
 
 namespace {
 
-// A free function with restrict pointers and by-value scalars: the form GCC vectorises
-// (sqrt and division included, with -fno-math-errno). Decoupled decay is a template
-// parameter so the loop has no branch.
+// Runs update(i) for every entry, vectorised (omp simd), and split over threads only for large
+// groups (should_fork: a one-thread region costs more than a small group's update).
+template <class Update>
+void update_entries(Eigen::Index n, Update&& update) {
+  if (should_fork(n > 65536)) {
+#pragma omp parallel for simd schedule(static)
+    for (Eigen::Index i = 0; i < n; ++i) update(i);
+  } else {
+#pragma omp simd
+    for (Eigen::Index i = 0; i < n; ++i) update(i);
+  }
+}
+
+// Restrict pointers and by-value scalars: the form GCC vectorises (sqrt and division included,
+// with -fno-math-errno). Decoupled decay is a template parameter so the loop has no branch.
 template <class T, bool kDecoupled>
 void adam_update(Eigen::Index n, T* __restrict w, const T* __restrict grad, T* __restrict m, T* __restrict v, T lr,
                  T wd, T b1, T b2, T step_size, T root2, T eps) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (Eigen::Index i = 0; i < n; ++i) {
+  update_entries(n, [=](Eigen::Index i) {
     T gi = grad[i];
     if constexpr (kDecoupled)
       w[i] -= lr * wd * w[i];
@@ -37,7 +50,7 @@ void adam_update(Eigen::Index n, T* __restrict w, const T* __restrict grad, T* _
     m[i] = b1 * m[i] + (T(1) - b1) * gi;
     v[i] = b2 * v[i] + (T(1) - b2) * gi * gi;
     w[i] -= step_size * m[i] / (std::sqrt(v[i]) / root2 + eps);
-  }
+  });
 }
 
 }  // namespace
@@ -80,15 +93,13 @@ void Optimizer<T>::step(std::vector<ParamTensor<T>>& params, const std::vector<V
     const Eigen::Index n = params[g].data.size();
     switch (config_.kind) {
       case OptimizerKind::sgd:
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (Eigen::Index i = 0; i < n; ++i) w[i] -= lr * (grad[i] + wd * w[i]);
+        update_entries(n, [=](Eigen::Index i) { w[i] -= lr * (grad[i] + wd * w[i]); });
         break;
       case OptimizerKind::signgd:
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (Eigen::Index i = 0; i < n; ++i) {
+        update_entries(n, [=](Eigen::Index i) {
           const T s = grad[i] > T(0) ? T(1) : (grad[i] < T(0) ? T(-1) : T(0));
           w[i] -= lr * (s + wd * w[i]);
-        }
+        });
         break;
       case OptimizerKind::adam:
       case OptimizerKind::adamw: {

@@ -2,7 +2,7 @@
 // through CpuEngine (the `moedmft train` path), (b) one run per thread as the sweep's single-run
 // path does, (c) batched through MultiRunEngine, and (d, e) end to end as a sweep with
 // batch_runs off and on (data preparation and point files included).
-// Usage: moedmft_bench_multirun [R=24] [steps=200] [float64|float32] [repeats=3]
+// Usage: moedmft_bench_multirun [R=24] [steps=200] [float64|float32] [repeats=3] [N=64] [modes=spbae]
 #include <omp.h>
 #include <unistd.h>
 
@@ -24,7 +24,11 @@ using namespace moedmft;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kD = 16, kN = 64, kNe = 64, kM = 8, kK = 2, kB = 32;
+constexpr int kD = 16, kM = 8, kK = 2, kB = 32;
+int kN = 64, kNe = 64;  // width N = Ne (argument 5)
+// Modes to run (argument 6): a subset of "spbae" (sequential, parallel, batched, all-in-one, end to end).
+std::string modes = "spbae";
+bool want(char m) { return modes.find(m) != std::string::npos; }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -136,7 +140,8 @@ SweepSpec sweep_spec(const std::string& output, int R, int steps, bool batch, co
   for (int i = 0; i < n_seeds; ++i) seeds += (i ? ", " : "") + std::to_string(i + 1);
   const std::string text = "output = \"" + output + "\"\nbatch_runs = " + (batch ? "true" : "false") +
                            "\n[base]\nprecision = \"" + precision + "\"\n" +
-                           "[base.model]\nD = 16\nN = 64\nNe = 64\nM = 8\nK = 2\nrouting = \"topk\"\n"
+                           "[base.model]\nD = 16\nN = " + std::to_string(kN) + "\nNe = " + std::to_string(kNe) +
+                           "\nM = 8\nK = 2\nrouting = \"topk\"\n"
                            "[base.data]\nP = " + std::to_string(steps * kB) + "\nseed = 7\n"
                            "[base.train]\nsteps = " + std::to_string(steps) + "\nbatch_size = 32\ndiag_every = 0\n"
                            "[[axis]]\nname = \"lr\"\nkey = \"optim.lr\"\nvalues = [" + lrs + "]\n"
@@ -150,16 +155,25 @@ void run_all(int R, int steps, int repeats, const std::string& precision) {
   const double flops = step_flops() * R * steps;
   std::printf("R=%d runs, D=%d N=%d Ne=%d M=%d K=%d B=%d, %d steps, SGD, %s, %d threads, median of %d\n", R, kD, kN,
               kNe, kM, kK, kB, steps, precision.c_str(), omp_get_max_threads(), repeats);
-  double c1, c2, c3, c4;
-  const double t_seq = time_it(repeats, [&] { return b.sequential(); }, &c1);
-  print("sequential (CpuEngine)", t_seq, flops, c1, t_seq);
-  const double t_par = time_it(repeats, [&] { return b.parallel_sweep_path(); }, &c2);
-  print("parallel sweep path", t_par, flops, c2, t_seq);
-  const double t_bat = time_it(repeats, [&] { return b.batched(-1); }, &c3);
-  print("batched (MultiRunEngine)", t_bat, flops, c3, t_seq);
-  const double t_all = time_it(repeats, [&] { return b.batched(1L << 40); }, &c4);
-  print("batched, no cache blocks", t_all, flops, c4, t_seq);
-  std::printf("losses identical across modes: %s\n", (c1 == c2 && c2 == c3 && c3 == c4) ? "yes" : "NO");
+  // Every mode trains the same runs on the same batches, so their loss sums must agree bitwise.
+  std::vector<double> checks;
+  double t_seq = 0;
+  auto mode = [&](char key, const char* name, auto&& fn) {
+    if (!want(key)) return;
+    double check = 0;
+    const double t = time_it(repeats, fn, &check);
+    if (t_seq == 0) t_seq = t;
+    print(name, t, flops, check, t_seq);
+    checks.push_back(check);
+  };
+  mode('s', "sequential (CpuEngine)", [&] { return b.sequential(); });
+  mode('p', "parallel sweep path", [&] { return b.parallel_sweep_path(); });
+  mode('b', "batched (MultiRunEngine)", [&] { return b.batched(-1); });
+  mode('a', "batched, no cache blocks", [&] { return b.batched(1L << 40); });
+  bool same = true;
+  for (double c : checks) same = same && c == checks.front();
+  if (checks.size() > 1) std::printf("losses identical across modes: %s\n", same ? "yes" : "NO");
+  if (!want('e')) return;
 
   // End to end: the sweep driver (teacher data per point or per group, HDF5 point files, gather).
   namespace fs = std::filesystem;
@@ -193,6 +207,12 @@ int main(int argc, char** argv) {
   const int steps = argc > 2 ? std::atoi(argv[2]) : 200;
   const std::string precision = argc > 3 ? argv[3] : "float64";
   const int repeats = argc > 4 ? std::atoi(argv[4]) : 3;
+  if (argc > 5) kN = kNe = std::atoi(argv[5]);
+  if (argc > 6) modes = argv[6];
+  if (R < 1 || steps < 1 || repeats < 1 || kN < 1) {
+    std::fprintf(stderr, "usage: moedmft_bench_multirun [R>=1] [steps>=1] [float64|float32] [repeats>=1] [N>=1] [modes]\n");
+    return 2;
+  }
   if (precision == "float32")
     run_all<float>(R, steps, repeats, precision);
   else
