@@ -33,6 +33,13 @@ int MultiRunEngine<T>::threads() const {
   return std::max(1, std::min(threads_, size()));
 }
 
+// A one-thread (or nested) region would not add threads, and it would hide the enclosing team
+// from Eigen, which then opens a region of its own around every GEMM (see should_fork).
+template <class T>
+bool MultiRunEngine<T>::forks() const {
+  return threads() > 1 && should_fork(true);
+}
+
 template <class T>
 int MultiRunEngine<T>::add_run(MoeNetwork<T> net, const OptimizerConfig& optim) {
   if (!runs_.empty()) {
@@ -68,14 +75,17 @@ void MultiRunEngine<T>::step_live_runs(std::vector<double>& losses, std::vector<
   losses.assign(R, kNaN);
   if (f) f->resize(R);
   FirstFailure failure;
-  // One group of runs per thread (static), single-threaded GEMMs inside each run.
-#pragma omp parallel for schedule(static) num_threads(threads())
-  for (int r = 0; r < R; ++r) {
+  auto step_run = [&](int r) {
     Run& run = *runs_[r];
-    if (run.diverged) continue;
-    failure.run([&] {
-      losses[r] = one(run, r, f ? &(*f)[r] : nullptr);
-    });
+    if (run.diverged) return;
+    failure.run([&] { losses[r] = one(run, r, f ? &(*f)[r] : nullptr); });
+  };
+  // One group of runs per thread (static), single-threaded GEMMs inside each run.
+  if (forks()) {
+#pragma omp parallel for schedule(static) num_threads(threads())
+    for (int r = 0; r < R; ++r) step_run(r);
+  } else {
+    for (int r = 0; r < R; ++r) step_run(r);
   }
   failure.rethrow();
 }
@@ -121,9 +131,8 @@ void MultiRunEngine<T>::train(long steps, const BatchFn& batch, const ObserveFn&
   const int team = threads();
   const int block = std::max(1, std::min(runs_per_block(), (R + team - 1) / team));
   const int blocks = (R + block - 1) / block;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(team)
-  for (int k = 0; k < blocks; ++k) {
-    if (failure.failed()) continue;
+  auto train_block = [&](int k) {
+    if (failure.failed()) return;
     const int first = k * block, last = std::min(R, first + block);
     RunBatch<T> b;
     Mat<T> f;
@@ -141,6 +150,12 @@ void MultiRunEngine<T>::train(long steps, const BatchFn& batch, const ObserveFn&
         }
       }
     });
+  };
+  if (forks()) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(team)
+    for (int k = 0; k < blocks; ++k) train_block(k);
+  } else {
+    for (int k = 0; k < blocks; ++k) train_block(k);
   }
   failure.rethrow();
 }

@@ -85,6 +85,7 @@ class MultiRunEngine {
     long diverged_at = -1;
     long steps = 0;
   };
+  bool forks() const;  // whether the run loops open a parallel region
   double step_one(Run& run, const Mat<T>& x, const Mat<T>& y, const std::vector<int>& labels, Mat<T>* f);
   // Steps every live run in parallel through one(run, index, outputs); NaN for diverged runs; the
   // first exception of any run is rethrown after the loop.

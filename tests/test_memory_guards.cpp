@@ -1,10 +1,13 @@
 // Memory estimates refuse what cannot fit with a one-line ConfigError naming the fields (never a
 // std::bad_alloc), and exceptions inside OpenMP regions are rethrown after them (never terminate).
 #include <hdf5.h>
+#include <omp.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "data/dataset.hpp"
 #include "experiments/progress.hpp"
@@ -15,6 +18,30 @@
 
 using namespace moedmft;
 using moedmft::testing::config_error;
+
+TEST_CASE("parallel_for visits every index once and forks only outside a parallel region", "[memory]") {
+  for (bool enough : {false, true})
+    for (Schedule schedule : {Schedule::static_chunks, Schedule::dynamic_one}) {
+      std::vector<int> visits(1001, 0);
+      std::atomic<int> forked{0};
+      parallel_for(long(visits.size()), enough, schedule, [&](long i) {
+        ++visits[i];
+        if (omp_in_parallel()) forked = 1;
+      });
+      for (int v : visits) REQUIRE(v == 1);
+      // Forks only when asked to and when there is more than one thread to fork to.
+      REQUIRE(forked == ((enough && omp_get_max_threads() > 1) ? 1 : 0));
+    }
+  REQUIRE_FALSE(should_fork(false));
+  REQUIRE(should_fork(true) == (omp_get_max_threads() > 1));
+  int inside = -1;
+#pragma omp parallel num_threads(2)
+  {
+#pragma omp single
+    inside = should_fork(true) ? 1 : 0;  // a region nested in an active one would not add threads
+  }
+  REQUIRE(inside == 0);
+}
 
 TEST_CASE("FirstFailure rethrows an exception thrown inside an OpenMP loop after the loop", "[memory]") {
   long sum = 0;
