@@ -11,11 +11,8 @@
 
 #include "experiments/threads.hpp"
 #include "experiments/bench/bench_model.hpp"
+#include "experiments/bench/gemm_rate.hpp"
 #include "models/engine.hpp"
-
-extern "C" void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
-                       const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
-                       const float* beta, float* c, const int* ldc);
 
 using namespace moedmft;
 using namespace moedmft::bench;
@@ -27,32 +24,6 @@ using Clock = std::chrono::steady_clock;
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
-}
-
-double openblas_sgemm_gflops(int n, int repeats) {
-  std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n, 0.f);
-  const float one = 1.f, zero = 0.f;
-  std::vector<double> times;
-  for (int r = 0; r < repeats + 1; ++r) {
-    const auto t0 = Clock::now();
-    sgemm_("N", "N", &n, &n, &n, &one, a.data(), &n, b.data(), &n, &zero, c.data(), &n);
-    if (r) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  return 2.0 * n * n * double(n) / median(times) / 1e9;
-}
-
-// The same square product through Eigen (the simulator's GEMMs): on CPUs where OpenBLAS picks an
-// AVX2 kernel but Eigen is built for AVX-512, Eigen is the faster of the two.
-double eigen_sgemm_gflops(int n, int repeats) {
-  const Mat<float> a = Mat<float>::Constant(n, n, 0.5f), b = Mat<float>::Constant(n, n, 0.25f);
-  Mat<float> c(n, n);
-  std::vector<double> times;
-  for (int r = 0; r < repeats + 1; ++r) {
-    const auto t0 = Clock::now();
-    c.noalias() = a * b;
-    if (r) times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-  }
-  return 2.0 * n * n * double(n) / median(times) / 1e9;
 }
 
 void run_shape(const BenchShape& bs, FILE* out) {
